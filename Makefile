@@ -1,0 +1,59 @@
+# The three commands of the README: make run, make test, make bench.
+# Builds: build/ (gcc, optimised, -Werror) holds build/imapqd and build/imapq;
+# build-asan/ (clang, ASan+UBSan, -Werror) is the sanitizer build that the tests also run.
+
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+DEPS       := cmake make pkg-config gcc clang python3 curl \
+              libmicrohttpd-dev libcjson-dev libcmocka-dev libssl-dev
+RUN_ARGS   ?=
+
+.PHONY: all deps build build-asan run test test-build test-asan bench format clean
+
+all: build
+
+# Installs whatever Debian packages are missing (as root, or through sudo).
+deps:
+	@missing=""; for p in $(DEPS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=gcc >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+	      -DIMAPQ_SANITIZE=ON >/dev/null
+	cmake --build $(BUILD_ASAN) -j $(JOBS)
+
+# Starts imapqd on its embedded defaults: data in ./imapq-data, IMAP on 127.0.0.1:1143,
+# HTTP on 127.0.0.1:8080; the first start prints the demo account.
+run: build
+	./$(BUILD)/imapqd $(RUN_ARGS)
+
+# Every test, in the optimised gcc build and in the clang ASan+UBSan build.
+test: test-build test-asan
+
+test-build: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan: build-asan
+	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	tests/bench/run.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)

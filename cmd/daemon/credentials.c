@@ -1,0 +1,124 @@
+#include "cmd/daemon/credentials.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <openssl/rand.h>
+
+#include "imap/base/log.h"
+
+/* Fills out with url-safe base64 of n random bytes (no padding). */
+static bool random_text(char *out, size_t cap, size_t n)
+{
+	unsigned char raw[48];
+	unsigned char b64[72];
+	if (n > sizeof raw || RAND_bytes(raw, (int)n) != 1)
+		return false;
+	int len = EVP_EncodeBlock(b64, raw, (int)n);
+	while (len > 0 && b64[len - 1] == '=')
+		len--;
+	if ((size_t)len >= cap)
+		return false;
+	for (int i = 0; i < len; i++)
+		out[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : (char)b64[i];
+	out[len] = '\0';
+	return true;
+}
+
+/* Copies the value of "key=value" into dst when line has that key. */
+static bool take_value(const char *line, const char *key, char *dst, size_t cap)
+{
+	size_t klen = strlen(key);
+	if (strncmp(line, key, klen) != 0 || line[klen] != '=')
+		return false;
+	const char *value = line + klen + 1;
+	size_t vlen = strcspn(value, "\r\n");
+	if (vlen == 0 || vlen >= cap)
+		return false;
+	memcpy(dst, value, vlen);
+	dst[vlen] = '\0';
+	return true;
+}
+
+imapq_err credentials_load(const char *path, struct credentials *c)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return errno == ENOENT ? IMAPQ_E_NONEXISTENT : IMAPQ_E_IO;
+	memset(c, 0, sizeof *c);
+	char line[256];
+	while (fgets(line, sizeof line, f) != NULL) {
+		if (!take_value(line, "user", c->user, sizeof c->user) &&
+		    !take_value(line, "password", c->password, sizeof c->password))
+			take_value(line, "token", c->token, sizeof c->token);
+	}
+	fclose(f);
+	if (c->user[0] == '\0' || c->password[0] == '\0' || c->token[0] == '\0')
+		return IMAPQ_E_CORRUPT;
+	return IMAPQ_OK;
+}
+
+imapq_err credentials_create(const char *path, struct credentials *c)
+{
+	memset(c, 0, sizeof *c);
+	strcpy(c->user, CREDENTIALS_DEMO_USER);
+	if (!random_text(c->password, sizeof c->password, 18) ||
+	    !random_text(c->token, sizeof c->token, 32))
+		return IMAPQ_E_IO;
+
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+		return IMAPQ_E_INVALID;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return IMAPQ_E_IO;
+	char text[512];
+	int len = snprintf(text, sizeof text, "user=%s\npassword=%s\ntoken=%s\n", c->user,
+			   c->password, c->token);
+	bool ok = write(fd, text, (size_t)len) == len && fsync(fd) == 0;
+	ok = close(fd) == 0 && ok;
+	if (!ok || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return IMAPQ_E_IO;
+	}
+	return IMAPQ_OK;
+}
+
+imapq_err credentials_ensure(const char *data_dir, struct credentials *c, bool *created_r)
+{
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof path, "%s/%s", data_dir, CREDENTIALS_FILE) >= (int)sizeof path)
+		return IMAPQ_E_INVALID;
+	*created_r = false;
+	imapq_err err = credentials_load(path, c);
+	if (err != IMAPQ_E_NONEXISTENT)
+		return err;
+	err = credentials_create(path, c);
+	if (err == IMAPQ_OK)
+		*created_r = true;
+	return err;
+}
+
+/* Compares two strings without leaking where they differ or how long they are. */
+static bool equal_secret(const char *a, const char *b)
+{
+	unsigned char ha[SHA256_DIGEST_LENGTH], hb[SHA256_DIGEST_LENGTH];
+	SHA256((const unsigned char *)a, strlen(a), ha);
+	SHA256((const unsigned char *)b, strlen(b), hb);
+	return CRYPTO_memcmp(ha, hb, sizeof ha) == 0;
+}
+
+imapq_err credentials_check(const struct credentials *c, const char *user, const char *password)
+{
+	bool user_ok = equal_secret(c->user, user);
+	bool password_ok = equal_secret(c->password, password);
+	return user_ok && password_ok ? IMAPQ_OK : IMAPQ_E_AUTH;
+}

@@ -1,0 +1,94 @@
+/* Every limit of imapq in one place, each with its unit and the reason for its value. */
+#ifndef IMAPQ_LIMITS_H
+#define IMAPQ_LIMITS_H
+
+/* Longest mailbox (queue) name in bytes: deep enough for hierarchies, short enough to log. */
+#define IMAPQ_MAX_MAILBOX_NAME 255
+/* Mailboxes per store: each keeps a small header in RAM and one checkpoint record per segment. */
+#define IMAPQ_MAX_MAILBOXES 100000
+/* Keywords per mailbox: flags and keywords share one 64-bit mask per message (5 system flags). */
+#define IMAPQ_MAX_KEYWORDS 59
+/* Longest keyword in bytes (RFC 3501 atoms have no limit; 64 keeps records small). */
+#define IMAPQ_MAX_KEYWORD 64
+/* Largest message body in bytes (APPENDLIMIT): bodies are streamed, but one record must fit. */
+#define IMAPQ_MAX_MESSAGE_SIZE (64ull * 1024 * 1024)
+/* Largest metadata key / value of a mailbox in bytes (RFC 5464 allows servers to limit them). */
+#define IMAPQ_MAX_ANNOTATION_KEY   256
+#define IMAPQ_MAX_ANNOTATION_VALUE 4096
+/* Metadata entries per mailbox: queue settings need a handful. */
+#define IMAPQ_MAX_ANNOTATIONS 64
+
+/* Journal segment size in bytes before rotation: large enough that rotation is rare, small
+ * enough that compaction can free space in useful steps. */
+#define IMAPQ_JOURNAL_SEGMENT_BYTES (64ull * 1024 * 1024)
+/* Bytes buffered in memory before a writer must wait for the flusher: bounds RAM under load. */
+#define IMAPQ_JOURNAL_BUFFER_BYTES (8ull * 1024 * 1024)
+/* Largest meta part of one journal record in bytes: keeps a record header checkable in RAM. */
+#define IMAPQ_JOURNAL_MAX_META (1024u * 1024)
+/* Interval of the flusher in --fsync batch mode, in milliseconds. */
+#define IMAPQ_JOURNAL_BATCH_MS 10
+/* Compaction starts when the journal holds this many bytes more than its live data. */
+#define IMAPQ_COMPACT_SLACK_BYTES (2 * IMAPQ_JOURNAL_SEGMENT_BYTES)
+
+/* Command text in bytes (literal data excluded) once authenticated: FETCH and SEARCH lines with
+ * long UID sets stay well below 64 KiB, and the line is what a command holds in memory. */
+#define IMAPQ_MAX_LINE (64 * 1024)
+/* Command text before authentication: LOGIN, AUTHENTICATE and STARTTLS need far less, and an
+ * unauthenticated peer should not make the server hold more. */
+#define IMAPQ_MAX_LINE_PREAUTH (8 * 1024)
+/* Literal bytes one non-streamed command may buffer in total (strings such as passwords,
+ * metadata values and search keys); message bodies are streamed, not buffered. */
+#define IMAPQ_MAX_LITERAL (64 * 1024)
+/* The same before authentication: a SASL response or password never needs more. */
+#define IMAPQ_MAX_LITERAL_PREAUTH (8 * 1024)
+/* Nesting of parenthesised lists in a command: real commands (SEARCH with OR groups, FETCH with
+ * header lists) nest a few levels; the limit bounds recursion in the command layer. */
+#define IMAPQ_MAX_NESTING 16
+/* Nesting of SEARCH keys (NOT, OR and groups): bounds the recursion of parsing and evaluation. */
+#define IMAPQ_MAX_SEARCH_DEPTH 64
+/* UIDs a SEARCH scan covers per hold of the store's lock, so other threads wait one step at most.
+ */
+#define IMAPQ_SEARCH_SCAN_STEP 16384
+/* Arguments per command, list members included: a STORE of every keyword or a large SEARCH fits
+ * with room to spare, while one line cannot make the parser build an enormous tree. */
+#define IMAPQ_MAX_ARGS 1024
+/* Largest refused non-synchronising literal that is read and discarded to keep the stream in
+ * sync; a peer announcing more is disconnected instead (RFC 7888 section 4 allows either). */
+#define IMAPQ_MAX_LITERAL_DRAIN (4 * IMAPQ_MAX_MESSAGE_SIZE)
+
+/* Bytes of one MIME part's header held in memory while parsing a message: real headers (long
+ * Received chains, DKIM signatures) stay far below; lines past it are treated as body. */
+#define MAIL_MAX_HEADER_BYTES (256 * 1024)
+/* Nesting of multipart and message/rfc822 parts: bounds the recursion of the message parser and
+ * of the BODYSTRUCTURE writer; deeper parts are treated as text/plain. */
+#define MAIL_MAX_DEPTH 32
+/* MIME parts itemised per message: bounds the RAM of a parsed structure; later parts are not
+ * listed (their bytes still belong to the enclosing part). */
+#define MAIL_MAX_PARTS 10000
+/* Longest MIME boundary accepted: RFC 2046 allows 70; longer ones make a part text/plain. */
+#define MAIL_MAX_BOUNDARY 200
+/* Header value bytes a parsed structure keeps in total: a hostile message made of headers
+ * cannot make the tree large; values past it are dropped (treated as absent). */
+#define MAIL_MAX_TREE_BYTES (4 * 1024 * 1024)
+/* Bytes of a message read per step when parsing, searching or copying a section: the window
+ * that bounds RAM for messages of up to IMAPQ_MAX_MESSAGE_SIZE. */
+#define MAIL_READ_WINDOW (64 * 1024)
+
+/* --- IMAP server --- */
+/* Connections served at once: each costs a session and two buffers. */
+#define IMAPQ_MAX_CONNECTIONS 10000
+/* Seconds an unauthenticated connection may stay silent: logins are quick. */
+#define IMAPQ_PREAUTH_TIMEOUT_S 60
+/* Seconds an authenticated connection (IDLE included) may stay silent: RFC 3501 asks for at
+ * least 30 minutes, and RFC 2177 clients re-issue IDLE within 29. */
+#define IMAPQ_AUTH_TIMEOUT_S (30 * 60 + 60)
+/* Bytes read from a socket per round, so one busy client cannot starve the others. */
+#define IMAPQ_READ_CHUNK (64 * 1024)
+/* Output bytes a session may queue before the server stops reading its commands. */
+#define IMAPQ_MAX_PENDING_OUTPUT (4 * 1024 * 1024)
+/* APPEND bodies up to this size are spooled in memory, larger ones in an unlinked file. */
+#define IMAPQ_SPOOL_MEMORY (256 * 1024)
+/* Failed LOGIN/AUTHENTICATE attempts before the connection is closed. */
+#define IMAPQ_MAX_AUTH_FAILURES 3
+
+#endif

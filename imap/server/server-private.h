@@ -1,0 +1,240 @@
+/* Internals of the IMAP server shared by its files: the server, sessions, the selected-mailbox
+ * view and the command context. Nothing outside imap/server/ includes this. */
+#ifndef IMAPQ_SERVER_PRIVATE_H
+#define IMAPQ_SERVER_PRIVATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imap/base/buf.h"
+#include "imap/base/loop.h"
+#include "imap/protocol/parser.h"
+#include "imap/server/server.h"
+#include "imap/store/store.h"
+
+#define SERVER_LOG "imap"
+
+/* Extensions a client turned on with ENABLE (or implicitly, RFC 7162 3.1). */
+enum session_enabled {
+	ENABLED_CONDSTORE = 1u << 0,
+	ENABLED_QRESYNC = 1u << 1,
+};
+
+enum session_state {
+	STATE_NOT_AUTHENTICATED = 1u << 0,
+	STATE_AUTHENTICATED = 1u << 1,
+	STATE_SELECTED = 1u << 2,
+	STATE_LOGOUT = 1u << 3,
+};
+
+/* The selected mailbox as this session knows it. Messages with a UID up to uid_max are in the
+ * view; pending[] holds UIDs the store has expunged but the session has not announced yet (they
+ * still count in message sequence numbers until an EXPUNGE or VANISHED response goes out). */
+struct view {
+	uint32_t id;
+	uint32_t uidvalidity;
+	bool readonly;
+	uint32_t uid_max;   /* highest UID announced with EXISTS */
+	uint32_t exists;    /* the count last announced */
+	uint64_t modseq;    /* flag changes and expunges up to this were reported */
+	uint32_t keywords;  /* keywords announced in FLAGS */
+	uint32_t recent_lo; /* UIDs in [recent_lo, recent_hi] are \Recent to this session */
+	uint32_t recent_hi;
+	uint32_t *pending; /* ascending */
+	size_t npending, cappending;
+	/* (uid, modseq) pairs this command already reported, so the sync does not repeat them. */
+	struct view_echo {
+		uint32_t uid;
+		uint64_t modseq;
+	} * echoed;
+	size_t nechoed, capechoed;
+};
+
+/* An APPEND body as it streams in: in memory up to a threshold, then in an unlinked file. */
+struct spool {
+	bool active;
+	bool complete;
+	uint64_t size;
+	uint64_t got;
+	uint32_t crc;
+	int fd;
+	struct buf mem;
+};
+
+struct session {
+	struct imap_server *server;
+	struct session *prev, *next;
+	int fd;
+	struct loop_io *io;
+	char peer[64];
+	bool loopback;
+	unsigned state;
+	unsigned enabled;
+	char user[64];
+	struct parser *parser;
+	struct buf in;	/* bytes read, not yet parsed */
+	struct buf out; /* replies; the first `writable` bytes may go to the socket */
+	size_t writable;
+	uint64_t hold_lsn; /* the rest waits until the journal is durable up to here */
+	bool held;	   /* on the server's list of sessions waiting for durability */
+	struct session *next_held;
+	bool closing; /* close once the output is written */
+	bool idling;
+	char idle_tag[64];
+	bool auth_pending; /* AUTHENTICATE waits for the client's response line */
+	char auth_tag[64];
+	unsigned auth_failures;
+	uint64_t last_active_ms;
+	struct view view;
+	struct spool spool;
+};
+
+struct listener {
+	struct imap_server *server;
+	int fd;
+	struct loop_io *io;
+};
+
+struct imap_server {
+	struct imap_server_options opts;
+	struct listener **listeners;
+	size_t nlisteners;
+	struct session *sessions;
+	unsigned nsessions;
+	struct session *held; /* sessions with output waiting for durability */
+	bool shutting_down;
+	uint64_t shutdown_ms;
+	struct loop_timer *tick;
+	/* Wake-ups from other threads, each coalesced into one loop_post. */
+	_Atomic int durable_posted; /* the journal made more durable */
+	_Atomic int change_posted;  /* a mailbox changed */
+	/* First \Recent UID per mailbox: the first session to see a message gets \Recent. */
+	struct recent_entry {
+		uint32_t id;
+		uint32_t floor;
+	} * recent;
+	size_t nrecent, caprecent;
+	const char *spool_dir;
+};
+
+/* --- session.c --- */
+
+/* Appends bytes for the client; they leave after session_seal(). */
+void session_write(struct session *s, const char *data, size_t len);
+void session_printf(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends a string literal. */
+#define session_lit(s, lit) session_write((s), "" lit, sizeof(lit) - 1)
+/* Marks everything written so far as ready once the state it shows is durable, and tries to send.
+ */
+void session_seal(struct session *s);
+/* Sends what may be sent; closes the session when it is finished. */
+void session_flush(struct session *s);
+/* Releases held output whose LSN is now durable (called on the loop after each commit). */
+void session_release(struct session *s, uint64_t durable_lsn);
+/* Starts closing: no more input is read; output drains, then the connection closes. */
+void session_close_after_output(struct session *s);
+void session_destroy(struct session *s);
+/* True when a closing session has delivered everything and can be freed. */
+bool session_done(const struct session *s);
+/* Called for a new connection. */
+void session_accept(struct imap_server *server, int fd);
+/* Runs one parsed command. */
+void session_dispatch(struct session *s, const struct parser_command *pc);
+/* Handles the response line of an AUTHENTICATE continuation (cmd-auth.c). */
+void session_auth_response(struct session *s, const char *line, size_t len);
+/* Handles a change notification while the session idles. */
+void session_idle_update(struct session *s);
+
+/* --- view.c --- */
+
+/* Opens mailbox id as the selected mailbox and sends the SELECT/EXAMINE untagged data. */
+imapq_err view_open(struct session *s, uint32_t id, bool readonly);
+/* Leaves the selected mailbox (without expunging). */
+void view_close(struct session *s);
+/* The message sequence number of uid in the view, 0 when it is not in the view. */
+uint32_t view_msn(struct session *s, uint32_t uid);
+/* The UID of message sequence number msn, 0 when out of range. */
+uint32_t view_uid(struct session *s, uint32_t msn);
+/* True when uid is expunged in the store but not yet announced to this session. */
+bool view_is_pending(const struct session *s, uint32_t uid);
+/* Sends untagged updates for what changed since the last sync: EXISTS/RECENT for new messages,
+ * FETCH for flag changes by others and, when allow_expunge, EXPUNGE or VANISHED. */
+void view_sync(struct session *s, bool allow_expunge);
+/* Records that this command reported (uid, modseq) already. */
+void view_note_echo(struct session *s, uint32_t uid, uint64_t modseq);
+/* True when uid is \Recent to this session. */
+bool view_is_recent(const struct session *s, uint32_t uid);
+/* Writes the flag list of a message, e.g. "(\Seen $Claimed)". */
+void view_write_flags(struct session *s, uint64_t flags, bool recent);
+
+/* --- cmd.c: the command context and reply helpers --- */
+
+struct cmd {
+	struct session *s;
+	const char *tag;
+	const char *name; /* canonical upper case, with "UID " for UID commands */
+	const struct parser_arg *args;
+	size_t count;
+	bool uid;
+	bool replied;
+};
+
+/* Tagged replies. code is the response code without brackets, or NULL. */
+void cmd_ok(struct cmd *c, const char *code, const char *text);
+void cmd_no(struct cmd *c, const char *code, const char *text);
+void cmd_bad(struct cmd *c, const char *text);
+/* Replies NO or BAD for err, with the response code of the error table. */
+void cmd_fail(struct cmd *c, imapq_err err, const char *text);
+
+/* Argument helpers; each replies BAD and returns false when the argument is malformed. */
+bool cmd_want_args(struct cmd *c, size_t min, size_t max);
+bool cmd_arg_astring(struct cmd *c, size_t i, char *buf, size_t cap);
+/* A mailbox name argument, decoded from modified UTF-7 and canonicalised (INBOX). */
+bool cmd_arg_mailbox(struct cmd *c, size_t i, char *buf, size_t cap);
+bool cmd_arg_number(struct cmd *c, const struct parser_arg *arg, uint64_t max, uint64_t *value_r);
+/* A sequence set (a UID set for UID commands) resolved against the view into UID ranges. The
+ * caller frees *ranges_r. */
+bool cmd_arg_set(struct cmd *c, const struct parser_arg *arg, bool uid, struct uid_range **ranges_r,
+		 size_t *n_r);
+/* Parses a flag list (or a single flag); keywords are defined in the mailbox when create. */
+bool cmd_arg_flags(struct cmd *c, const struct parser_arg *arg, bool create, uint64_t *flags_r);
+
+/* Writes a mailbox name for the client (modified UTF-7, quoted or literal as needed). */
+void cmd_write_mailbox(struct session *s, const char *name);
+/* Writes an astring/nstring. */
+void cmd_write_string(struct session *s, const char *str, size_t len);
+
+typedef void cmd_handler(struct cmd *c);
+struct cmd_def {
+	const char *name;
+	unsigned states; /* states the command is valid in */
+	cmd_handler *handler;
+	bool uid;	 /* may follow UID */
+	bool no_expunge; /* EXPUNGE responses may not be sent while it runs (RFC 3501 7.4.1) */
+};
+/* Looks a command up by name (case-insensitively); NULL when unknown. */
+const struct cmd_def *cmd_find(const char *name, bool uid);
+
+/* The CAPABILITY list for this session, without the leading "* CAPABILITY ". */
+void cmd_write_capabilities(struct session *s);
+
+/* Handlers, one file per family. */
+cmd_handler cmd_capability, cmd_noop, cmd_logout, cmd_id, cmd_enable, cmd_namespace;
+cmd_handler cmd_login, cmd_authenticate, cmd_starttls;
+cmd_handler cmd_create, cmd_delete, cmd_rename, cmd_subscribe, cmd_unsubscribe, cmd_list, cmd_lsub,
+    cmd_status;
+cmd_handler cmd_select, cmd_examine, cmd_close, cmd_unselect, cmd_check;
+cmd_handler cmd_append;
+cmd_handler cmd_store, cmd_expunge, cmd_copy, cmd_move;
+cmd_handler cmd_fetch;
+cmd_handler cmd_search;
+cmd_handler cmd_idle;
+
+/* --- server.c --- */
+
+/* The first \Recent UID of mailbox id, raised to `upto` + 1 when the caller claims the messages
+ * up to upto. Returns the floor before the claim. */
+uint32_t server_recent_claim(struct imap_server *server, uint32_t id, uint32_t upto);
+
+#endif

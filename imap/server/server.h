@@ -1,0 +1,47 @@
+/* The IMAP server: listeners, sessions and commands over the store, on one event loop.
+ *
+ * Every reply that reflects store state leaves only once that state is durable: a session's
+ * output is sealed after each command with the store's visible LSN and held until the journal's
+ * durable LSN reaches it, so many sessions' changes share one fsync and no client ever sees a
+ * change that a crash could take back. */
+#ifndef IMAPQ_IMAP_SERVER_H
+#define IMAPQ_IMAP_SERVER_H
+
+#include <stdbool.h>
+
+#include "imap/base/error.h"
+#include "imap/base/loop.h"
+#include "imap/store/store.h"
+
+struct imap_server;
+
+/* Checks a user's password; returns IMAPQ_OK, IMAPQ_E_AUTH or another error. */
+typedef imapq_err imap_auth_fn(void *ctx, const char *user, const char *password);
+
+struct imap_server_options {
+	struct loop *loop;
+	struct store *store;
+	imap_auth_fn *auth;
+	void *auth_ctx;
+	/* Allow LOGIN and AUTHENTICATE PLAIN on cleartext connections from non-loopback peers. */
+	bool allow_plaintext;
+	/* Folder for unlinked spool files of large APPEND bodies (on the journal's file system). */
+	const char *spool_dir;
+};
+
+imapq_err imap_server_create(const struct imap_server_options *opts, struct imap_server **server_r);
+
+/* Listens on host:port (0 picks a port, returned in *port_r). */
+imapq_err imap_server_listen(struct imap_server *server, const char *host, unsigned port,
+			     unsigned *port_r);
+
+/* Stops accepting, ends idle sessions with BYE and closes every connection once its output is
+ * written (or after a short grace period). */
+void imap_server_shutdown(struct imap_server *server);
+
+/* Sessions currently connected. */
+unsigned imap_server_sessions(const struct imap_server *server);
+
+void imap_server_destroy(struct imap_server **server);
+
+#endif

@@ -1,0 +1,421 @@
+/* A session: one client connection, its input parser, its output queue held for durability,
+ * and its state (RFC 3501 section 3). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "imap/base/crc32c.h"
+#include "imap/base/limits.h"
+#include "imap/base/log.h"
+#include "imap/base/net.h"
+#include "imap/server/server-private.h"
+
+void session_write(struct session *s, const char *data, size_t len)
+{
+	buf_append(&s->out, data, len);
+}
+
+void session_printf(struct session *s, const char *fmt, ...)
+{
+	char small[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(small, sizeof small, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n < sizeof small) {
+		buf_append(&s->out, small, (size_t)n);
+		return;
+	}
+	char *big = malloc((size_t)n + 1);
+	if (big == NULL) {
+		s->out.failed = true;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(big, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	buf_append(&s->out, big, (size_t)n);
+	free(big);
+}
+
+/* Watches for input while the session reads and for output while it has bytes to send. */
+static void session_update_events(struct session *s)
+{
+	unsigned events = 0;
+	if (!s->closing && buf_len(&s->out) < IMAPQ_MAX_PENDING_OUTPUT)
+		events |= LOOP_READ;
+	if (s->writable > 0)
+		events |= LOOP_WRITE;
+	loop_io_set(s->io, events);
+}
+
+void session_flush(struct session *s)
+{
+	while (s->writable > 0) {
+		ssize_t n = write(s->fd, buf_bytes(&s->out), s->writable);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				/* The peer is gone: nothing more can be delivered. */
+				buf_reset(&s->out);
+				s->writable = 0;
+				s->closing = true;
+			}
+			break;
+		}
+		buf_consume(&s->out, (size_t)n);
+		s->writable -= (size_t)n;
+	}
+	session_update_events(s);
+}
+
+void session_seal(struct session *s)
+{
+	if (buf_failed(&s->out)) {
+		/* A reply could not be built: the stream is no longer trustworthy. */
+		log_error(SERVER_LOG, "%s: out of memory building a reply; closing", s->peer);
+		buf_reset(&s->out);
+		s->writable = 0;
+		s->closing = true;
+		return;
+	}
+	struct store *store = s->server->opts.store;
+	uint64_t visible = store_visible_lsn(store);
+	if (!s->held && store_durable_lsn(store) >= visible) {
+		s->writable = buf_len(&s->out);
+	} else {
+		if (visible > s->hold_lsn)
+			s->hold_lsn = visible;
+		if (!s->held) {
+			s->held = true;
+			s->next_held = s->server->held;
+			s->server->held = s;
+		}
+	}
+	session_flush(s);
+}
+
+void session_release(struct session *s, uint64_t durable_lsn)
+{
+	if (durable_lsn < s->hold_lsn)
+		return;
+	s->held = false;
+	s->writable = buf_len(&s->out);
+	session_flush(s);
+}
+
+void session_close_after_output(struct session *s)
+{
+	s->closing = true;
+	session_update_events(s);
+}
+
+/* Frees the spool of an APPEND body. */
+static void spool_clear(struct spool *sp)
+{
+	if (sp->fd >= 0)
+		close(sp->fd);
+	buf_free(&sp->mem);
+	*sp = (struct spool){.fd = -1};
+}
+
+void session_destroy(struct session *s)
+{
+	struct imap_server *server = s->server;
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		server->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	server->nsessions--;
+	if (s->held) {
+		struct session **pp = &server->held;
+		while (*pp != s)
+			pp = &(*pp)->next_held;
+		*pp = s->next_held;
+	}
+	loop_io_remove(&s->io);
+	close(s->fd);
+	parser_destroy(&s->parser);
+	view_close(s);
+	spool_clear(&s->spool);
+	buf_free(&s->in);
+	buf_free(&s->out);
+	log_debug(SERVER_LOG, "%s: closed", s->peer);
+	free(s);
+}
+
+/* --- APPEND bodies streamed from the parser --- */
+
+static imapq_err spool_begin(void *ctx, const struct parser_command *partial, uint64_t size,
+			     bool *stream_r)
+{
+	struct session *s = ctx;
+	*stream_r = false;
+	/* Only the message literal of APPEND streams: it follows the mailbox argument. */
+	if (strcasecmp(partial->name, "APPEND") != 0 || partial->count == 0)
+		return IMAPQ_OK;
+	if (!(s->state & (STATE_AUTHENTICATED | STATE_SELECTED)))
+		return IMAPQ_OK;
+	if (size > IMAPQ_MAX_MESSAGE_SIZE)
+		return IMAPQ_E_TOOBIG;
+	spool_clear(&s->spool);
+	s->spool.active = true;
+	s->spool.size = size;
+	if (size > IMAPQ_SPOOL_MEMORY) {
+		s->spool.fd = open(s->server->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (s->spool.fd < 0) {
+			log_error(SERVER_LOG, "cannot create a spool file in %s: %s",
+				  s->server->spool_dir, strerror(errno));
+			spool_clear(&s->spool);
+			return IMAPQ_E_IO;
+		}
+	}
+	*stream_r = true;
+	return IMAPQ_OK;
+}
+
+static imapq_err spool_data(void *ctx, const void *data, size_t len)
+{
+	struct session *s = ctx;
+	struct spool *sp = &s->spool;
+	sp->crc = crc32c(sp->crc, data, len);
+	sp->got += len;
+	if (sp->fd < 0) {
+		buf_append(&sp->mem, data, len);
+		return buf_failed(&sp->mem) ? IMAPQ_E_NOMEM : IMAPQ_OK;
+	}
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = write(sp->fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == ENOSPC ? IMAPQ_E_NOSPACE : IMAPQ_E_IO;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return IMAPQ_OK;
+}
+
+static void spool_end(void *ctx, bool complete)
+{
+	struct session *s = ctx;
+	if (complete)
+		s->spool.complete = true;
+	else
+		spool_clear(&s->spool);
+}
+
+/* --- input --- */
+
+/* Replies to a command that failed to parse. */
+static void reply_parse_error(struct session *s, const struct parser_error *e)
+{
+	const char *code = imapq_err_imap_code(e->code);
+	bool bad = e->code == IMAPQ_E_INVALID || e->code == IMAPQ_E_LIMIT ||
+		   imapq_err_imap_is_bad(e->code);
+	const char *tag = e->tag != NULL ? e->tag : "*";
+	if (code != NULL && e->code != IMAPQ_E_INVALID)
+		session_printf(s, "%s %s [%s] %s\r\n", tag, bad ? "BAD" : "NO", code, e->message);
+	else
+		session_printf(s, "%s BAD %s\r\n", tag, e->message);
+	log_debug(SERVER_LOG, "%s: %s", s->peer, e->message);
+	spool_clear(&s->spool);
+}
+
+/* Takes one line from the input while the session waits for a line that is not a command (the
+ * DONE of IDLE, RFC 2177, or an AUTHENTICATE response); false when no full line is there yet. */
+static bool take_line(struct session *s, char *line, size_t cap, size_t *len_r)
+{
+	const char *data = buf_bytes(&s->in);
+	size_t len = buf_len(&s->in);
+	const char *lf = memchr(data, '\n', len);
+	if (lf == NULL) {
+		if (len < cap)
+			return false;
+		/* Longer than any valid answer: take it as a bad one. */
+		buf_reset(&s->in);
+		*len_r = cap;
+		return true;
+	}
+	size_t n = (size_t)(lf - data);
+	size_t text = n > 0 && data[n - 1] == '\r' ? n - 1 : n;
+	if (text >= cap) {
+		*len_r = cap;
+	} else {
+		memcpy(line, data, text);
+		line[text] = '\0';
+		*len_r = text;
+	}
+	buf_consume(&s->in, n + 1);
+	return true;
+}
+
+/* Handles input while IDLE or AUTHENTICATE waits; false when more input is needed. */
+static bool process_line_input(struct session *s)
+{
+	char line[2048];
+	size_t len;
+	if (!take_line(s, line, sizeof line, &len))
+		return false;
+	if (s->auth_pending) {
+		if (len >= sizeof line) {
+			line[0] = '\0';
+			len = 0;
+		}
+		session_auth_response(s, line, len);
+	} else {
+		s->idling = false;
+		if (len == 4 && strncasecmp(line, "DONE", 4) == 0) {
+			if (s->state & STATE_SELECTED)
+				view_sync(s, true);
+			session_printf(s, "%s OK IDLE terminated\r\n", s->idle_tag);
+		} else {
+			session_printf(s, "%s BAD Expected DONE\r\n", s->idle_tag);
+		}
+	}
+	session_seal(s);
+	return true;
+}
+
+/* Parses and runs commands from the input buffer until it is empty or output must drain. */
+static void process_input(struct session *s)
+{
+	while (buf_len(&s->in) > 0 && !s->closing && buf_len(&s->out) < IMAPQ_MAX_PENDING_OUTPUT) {
+		if (s->idling || s->auth_pending) {
+			if (!process_line_input(s))
+				return;
+			continue;
+		}
+		size_t used = 0;
+		enum parser_result r =
+		    parser_feed(s->parser, buf_bytes(&s->in), buf_len(&s->in), &used);
+		buf_consume(&s->in, used);
+		switch (r) {
+		case PARSER_NEED_MORE:
+			return;
+		case PARSER_CONTINUE:
+			session_lit(s, "+ Ready for literal data\r\n");
+			session_seal(s);
+			break;
+		case PARSER_COMMAND:
+			session_dispatch(s, parser_command(s->parser));
+			session_seal(s);
+			break;
+		case PARSER_ERROR: {
+			const struct parser_error *e = parser_error(s->parser);
+			reply_parse_error(s, e);
+			if (e->fatal) {
+				session_lit(s, "* BYE Protocol error\r\n");
+				s->closing = true;
+			}
+			session_seal(s);
+			if (e->fatal)
+				return;
+			break;
+		}
+		}
+	}
+}
+
+/* Reads what the socket has; false when the peer is gone. */
+static bool read_input(struct session *s)
+{
+	char *dst = buf_reserve(&s->in, IMAPQ_READ_CHUNK);
+	if (dst == NULL)
+		return false;
+	ssize_t n = read(s->fd, dst, IMAPQ_READ_CHUNK);
+	if (n > 0) {
+		buf_commit(&s->in, (size_t)n);
+		s->last_active_ms = loop_now_ms(s->server->opts.loop);
+		return true;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return true;
+	return false;
+}
+
+/* True when the session has nothing left to do and should be freed. */
+bool session_done(const struct session *s)
+{
+	return s->closing && buf_len(&s->out) == 0 && !s->held;
+}
+
+static void on_io(void *arg, unsigned events)
+{
+	struct session *s = arg;
+	if (events & LOOP_WRITE)
+		session_flush(s);
+	if ((events & (LOOP_READ | LOOP_HANGUP)) && !s->closing) {
+		if (!read_input(s)) {
+			/* The peer closed or failed: nothing more can reach it. */
+			session_destroy(s);
+			return;
+		}
+		process_input(s);
+		session_update_events(s);
+	} else if (!(events & LOOP_READ) && buf_len(&s->in) > 0 && !s->closing) {
+		/* Output drained below the limit: resume commands that were waiting. */
+		process_input(s);
+		session_update_events(s);
+	}
+	if (session_done(s))
+		session_destroy(s);
+}
+
+void session_idle_update(struct session *s)
+{
+	if (!s->idling || !(s->state & STATE_SELECTED))
+		return;
+	view_sync(s, true);
+	session_seal(s);
+}
+
+void session_accept(struct imap_server *server, int fd)
+{
+	struct session *s = calloc(1, sizeof *s);
+	if (s == NULL) {
+		close(fd);
+		return;
+	}
+	s->server = server;
+	s->fd = fd;
+	s->spool.fd = -1;
+	s->state = STATE_NOT_AUTHENTICATED;
+	net_peer_name(fd, s->peer, sizeof s->peer);
+	s->loopback = net_peer_is_loopback(fd);
+	s->last_active_ms = loop_now_ms(server->opts.loop);
+	struct parser_limits limits = parser_limits_default(false);
+	struct parser_sink sink = {
+	    .threshold = 0, .begin = spool_begin, .data = spool_data, .end = spool_end, .ctx = s};
+	if (parser_create(&limits, &s->parser) != IMAPQ_OK ||
+	    loop_io_add(server->opts.loop, fd, LOOP_READ, on_io, s, &s->io) != IMAPQ_OK) {
+		parser_destroy(&s->parser);
+		close(fd);
+		free(s);
+		return;
+	}
+	parser_set_sink(s->parser, &sink);
+	s->next = server->sessions;
+	if (server->sessions != NULL)
+		server->sessions->prev = s;
+	server->sessions = s;
+	server->nsessions++;
+	log_debug(SERVER_LOG, "%s: connected", s->peer);
+
+	session_lit(s, "* OK [CAPABILITY ");
+	cmd_write_capabilities(s);
+	session_lit(s, "] imapq ready\r\n");
+	session_seal(s);
+}

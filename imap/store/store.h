@@ -1,0 +1,229 @@
+/* The mailbox store: mailboxes, messages, UIDs, mod-sequences, flags and keywords, expunge
+ * history, with every change written to the journal. Metadata lives in RAM (about 48 bytes a
+ * message); bodies stay on disk in the journal.
+ *
+ * Thread safety: every function may be called from any thread. One mutex guards the state and is
+ * held only for in-memory work and for queueing journal records, never across an fsync. A
+ * mutating call returns an LSN; the change is visible to other callers at once but durable only
+ * once store_wait(lsn) returns, so a reply that reports it must wait for that. A caller may pass
+ * NULL for lsn_r: the call then waits for durability itself before returning. A call that changed
+ * nothing returns the LSN of everything appended so far, so waiting for it makes the state the
+ * caller observed durable. Callbacks run with the mutex held: they must not call into the store.
+ *
+ * Flags: a message's flags are one 64-bit mask. Bits 0-4 are the system flags below; bit
+ * STORE_KEYWORD_BASE + k is keyword k of the message's mailbox (see store_keyword()). */
+#ifndef IMAPQ_STORE_H
+#define IMAPQ_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imap/base/error.h"
+#include "imap/store/journal.h"
+
+#define STORE_SEEN	   (1ull << 0)
+#define STORE_ANSWERED	   (1ull << 1)
+#define STORE_FLAGGED	   (1ull << 2)
+#define STORE_DELETED	   (1ull << 3)
+#define STORE_DRAFT	   (1ull << 4)
+#define STORE_KEYWORD_BASE 5
+#define STORE_KEYWORD(k)   (1ull << (STORE_KEYWORD_BASE + (k)))
+
+struct store;
+
+struct store_options {
+	const char *dir; /* data folder; the journal lives in dir/journal */
+	enum journal_fsync fsync;
+	uint64_t segment_bytes; /* 0 means IMAPQ_JOURNAL_SEGMENT_BYTES */
+	bool auto_compact;	/* run compaction from a background thread */
+};
+
+/* What opening found. */
+struct store_report {
+	struct journal_report journal;
+	uint32_t mailboxes;
+	uint64_t messages;
+};
+
+/* An inclusive UID range; a set of them, ascending and disjoint, names messages. */
+struct uid_range {
+	uint32_t lo, hi;
+};
+
+/* A message's metadata. */
+struct store_message {
+	uint32_t uid;
+	uint32_t size; /* body bytes */
+	uint64_t modseq;
+	uint64_t flags;
+	int64_t internaldate; /* seconds since the epoch */
+};
+
+struct store_mailbox_status {
+	uint32_t id;
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint32_t messages;
+	uint32_t unseen;  /* messages without \Seen */
+	uint32_t deleted; /* messages with \Deleted */
+	uint64_t highestmodseq;
+	uint64_t bytes; /* body bytes of all messages */
+	uint32_t keywords;
+};
+
+/* Opens the store in opts->dir, replaying the journal. */
+imapq_err store_open(const struct store_options *opts, struct store_report *report_r,
+		     struct store **store_r);
+/* Makes everything durable, stops background work and frees the store; *store becomes NULL. */
+void store_close(struct store **store);
+
+/* Blocks until the change with this LSN is durable. */
+imapq_err store_wait(struct store *s, uint64_t lsn);
+/* Called from the journal's flusher whenever durability advances (see journal_set_commit_hook). */
+void store_set_commit_hook(struct store *s, journal_commit_fn *fn, void *arg);
+
+/* --- Mailboxes. Names are UTF-8, "/"-separated, validated here (no empty levels, no control
+ * characters, at most IMAPQ_MAX_MAILBOX_NAME bytes). "INBOX" is case-insensitive. A mailbox's id
+ * never changes and is never reused; operations on a deleted one fail with NONEXISTENT. --- */
+
+/* True when name is acceptable as a mailbox name. */
+bool store_mailbox_name_valid(const char *name);
+imapq_err store_mailbox_create(struct store *s, const char *name, uint32_t *id_r, uint64_t *lsn_r);
+/* Deletes the mailbox and its messages. */
+imapq_err store_mailbox_delete(struct store *s, const char *name, uint64_t *lsn_r);
+/* Renames; the id, UIDVALIDITY and messages stay. Renaming INBOX is refused (IMAPQ_E_INVALID). */
+imapq_err store_mailbox_rename(struct store *s, const char *from, const char *to, uint64_t *lsn_r);
+/* Looks a name up. */
+imapq_err store_mailbox_find(struct store *s, const char *name, uint32_t *id_r);
+/* Copies the current name of mailbox id into buf. */
+imapq_err store_mailbox_name(struct store *s, uint32_t id, char *buf, size_t cap);
+typedef void store_mailbox_fn(void *ctx, uint32_t id, const char *name);
+/* Calls fn for every mailbox in name order. */
+void store_mailbox_list(struct store *s, store_mailbox_fn *fn, void *ctx);
+imapq_err store_mailbox_status(struct store *s, uint32_t id, struct store_mailbox_status *st_r);
+
+/* Per-mailbox metadata (RFC 5464 entries, queue settings). value NULL deletes the key. */
+imapq_err store_annotation_set(struct store *s, uint32_t id, const char *key, const char *value,
+			       uint64_t *lsn_r);
+/* Copies the value into buf; IMAPQ_E_NOTFOUND when unset. */
+imapq_err store_annotation_get(struct store *s, uint32_t id, const char *key, char *buf,
+			       size_t cap);
+
+/* Finds keyword name in mailbox id and returns its index k (flag bit STORE_KEYWORD(k)). With
+ * create, defines it when missing (IMAPQ_E_LIMIT past IMAPQ_MAX_KEYWORDS); *lsn_r is then the
+ * record to wait for, else 0. Without create, a missing keyword is IMAPQ_E_NOTFOUND. Keyword
+ * names compare case-insensitively, as IMAP atoms do. */
+imapq_err store_keyword(struct store *s, uint32_t id, const char *name, bool create,
+			unsigned *index_r, uint64_t *lsn_r);
+/* Copies the name of keyword k into buf. */
+imapq_err store_keyword_name(struct store *s, uint32_t id, unsigned k, char *buf, size_t cap);
+
+/* --- Messages --- */
+
+/* Appends a message with the given flags and internal date. body->len is at most
+ * IMAPQ_MAX_MESSAGE_SIZE. */
+imapq_err store_append(struct store *s, uint32_t id, uint64_t flags, int64_t internaldate,
+		       const struct journal_body *body, uint32_t *uid_r, uint64_t *modseq_r,
+		       uint64_t *lsn_r);
+
+imapq_err store_message_get(struct store *s, uint32_t id, uint32_t uid, struct store_message *m_r);
+typedef void store_message_fn(void *ctx, const struct store_message *m);
+/* Calls fn for every message whose UID lies in ranges (all messages when n is 0), ascending. */
+imapq_err store_messages(struct store *s, uint32_t id, const struct uid_range *ranges, size_t n,
+			 store_message_fn *fn, void *ctx);
+/* Reads body bytes [offset, offset+len) of a message; *got_r is less than len at its end. */
+imapq_err store_body_read(struct store *s, uint32_t id, uint32_t uid, uint64_t offset, void *buf,
+			  size_t len, size_t *got_r);
+
+/* Message sequence numbers: the number of messages with a UID at most uid, and its inverse
+ * (the UID of the seq-th message, 1-based). Both O(log n). */
+imapq_err store_seq_of_uid(struct store *s, uint32_t id, uint32_t uid, uint32_t *seq_r);
+imapq_err store_uid_of_seq(struct store *s, uint32_t id, uint32_t seq, uint32_t *uid_r);
+
+enum store_flag_op { STORE_FLAGS_SET, STORE_FLAGS_ADD, STORE_FLAGS_REMOVE };
+enum store_flag_outcome {
+	STORE_CHANGED,	 /* flags changed; the message has a new mod-sequence */
+	STORE_UNCHANGED, /* passed, but the flags already were as asked */
+	STORE_FAILED,	 /* UNCHANGEDSINCE test failed: nothing changed (RFC 7162 MODIFIED) */
+};
+typedef void store_flag_fn(void *ctx, const struct store_message *m,
+			   enum store_flag_outcome outcome);
+
+/* Changes the flags of the messages in ranges (ascending, disjoint). With unchangedsince
+ * non-NULL, each message whose mod-sequence is above *unchangedsince fails and stays as it was,
+ * even when the store would change nothing; the rest are applied (all-or-nothing per message).
+ * Each changed message gets its own new mod-sequence. fn (may be NULL) sees every existing
+ * message in ranges with its outcome and resulting state. Flags of keywords not defined in the
+ * mailbox are refused (IMAPQ_E_INVALID). */
+imapq_err store_flags(struct store *s, uint32_t id, const struct uid_range *ranges, size_t n,
+		      enum store_flag_op op, uint64_t flags, const uint64_t *unchangedsince,
+		      store_flag_fn *fn, void *ctx, uint64_t *lsn_r);
+
+typedef void store_uid_fn(void *ctx, uint32_t uid);
+/* Removes the messages in ranges (every message when n is 0) that carry \Deleted; fn sees each
+ * removed UID. Expunges raise HIGHESTMODSEQ and enter the expunge history. */
+imapq_err store_expunge(struct store *s, uint32_t id, const struct uid_range *ranges, size_t n,
+			store_uid_fn *fn, void *ctx, uint64_t *lsn_r);
+
+typedef void store_copy_fn(void *ctx, uint32_t src_uid, uint32_t dst_uid);
+/* Copies (or, with move, moves) the messages in ranges of src to dst, keeping flags and internal
+ * dates; fn sees each source UID with its new UID in dst. A move expunges the source messages
+ * regardless of \Deleted (RFC 6851). */
+imapq_err store_copy(struct store *s, uint32_t src, const struct uid_range *ranges, size_t n,
+		     uint32_t dst, bool move, store_copy_fn *fn, void *ctx, uint64_t *lsn_r);
+
+/* The lowest UID >= from whose flags f satisfy (f & mask) == want, or 0 in *uid_r when none.
+ * Answered from an index in O(log n) whatever the mailbox holds: the first call for a new
+ * (mask, want) pair builds the index in O(n), later changes keep it current. At most
+ * STORE_MAX_INDEXES pairs per mailbox are indexed; beyond that the oldest unused is dropped. */
+#define STORE_MAX_INDEXES 8
+imapq_err store_first_match(struct store *s, uint32_t id, uint64_t mask, uint64_t want,
+			    uint32_t from, uint32_t *uid_r);
+/* The number of messages whose flags satisfy (f & mask) == want, from the same index. */
+imapq_err store_count_match(struct store *s, uint32_t id, uint64_t mask, uint64_t want,
+			    uint32_t *count_r);
+
+/* Calls fn for every message whose mod-sequence is above modseq, ascending by UID. */
+imapq_err store_changed_since(struct store *s, uint32_t id, uint64_t modseq, store_message_fn *fn,
+			      void *ctx);
+typedef void store_range_fn(void *ctx, uint32_t lo, uint32_t hi);
+/* Calls fn with the UIDs expunged after modseq as ascending, disjoint ranges. The answer may
+ * include UIDs expunged earlier (RFC 7162 allows a superset) but never misses one and never names
+ * a UID that exists or was never assigned. */
+imapq_err store_vanished_since(struct store *s, uint32_t id, uint64_t modseq, store_range_fn *fn,
+			       void *ctx);
+
+/* Like store_vanished_since() but exact: every range names only UIDs expunged after modseq.
+ * Fails with IMAPQ_E_LIMIT when the history before modseq was folded into the floor. */
+imapq_err store_expunged_since(struct store *s, uint32_t id, uint64_t modseq, store_range_fn *fn,
+			       void *ctx);
+
+/* --- Change notification --- */
+
+/* The LSN just past the last change made visible, and the LSN known durable: a reply built
+ * from the store's state may leave once store_durable_lsn() reaches the store_visible_lsn() read
+ * after building it. */
+uint64_t store_visible_lsn(struct store *s);
+uint64_t store_durable_lsn(struct store *s);
+/* Called (with the store's mutex held, from whichever thread made the change) after every change
+ * to mailbox id: it must only note the id and wake someone. */
+typedef void store_change_fn(void *arg, uint32_t id);
+void store_set_change_hook(struct store *s, store_change_fn *fn, void *arg);
+
+/* --- Maintenance --- */
+
+/* Frees journal space: while the journal holds much more than its live data (or always with
+ * force), re-appends the still-live messages of the oldest segment and deletes it. */
+imapq_err store_compact(struct store *s, bool force);
+
+struct store_stats {
+	struct journal_stats journal;
+	uint32_t mailboxes;
+	uint64_t messages;
+	uint64_t live_bytes;   /* body bytes of all messages */
+	uint64_t memory_bytes; /* RAM held for metadata and indexes */
+};
+void store_stats(struct store *s, struct store_stats *st_r);
+
+#endif

@@ -1,0 +1,783 @@
+/* Message operations: append, fetch, flags (with the exact UNCHANGEDSINCE test), expunge, copy
+ * and move, the claim index and the CONDSTORE/QRESYNC queries. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "imap/base/crc32c.h"
+#include "imap/base/limits.h"
+#include "imap/base/log.h"
+#include "imap/store/store-private.h"
+#include "imap/store/store_records.h"
+
+/* True when ranges are well-formed: each lo <= hi, ascending and disjoint. */
+static bool ranges_valid(const struct uid_range *ranges, size_t n)
+{
+	if (n && !ranges)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (ranges[i].lo > ranges[i].hi)
+			return false;
+		if (i && ranges[i].lo <= ranges[i - 1].hi)
+			return false;
+	}
+	return true;
+}
+
+/* Calls fn for every message of mb in ranges (all when n is 0), ascending. The table must not
+ * change while this runs. */
+static void each_in_ranges(struct mailbox *mb, const struct uid_range *ranges, size_t n,
+			   void (*fn)(void *, const struct msg *), void *ctx)
+{
+	static const struct uid_range all = {0, UINT32_MAX};
+	if (n == 0) {
+		ranges = &all;
+		n = 1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct msgtable_cursor c;
+		for (const struct msg *m = msgtable_seek(mb->msgs, ranges[i].lo, &c);
+		     m && m->uid <= ranges[i].hi; m = msgtable_next(mb->msgs, &c))
+			fn(ctx, m);
+	}
+}
+
+/* The public view of a message. */
+static struct store_message public_msg(const struct msg *m)
+{
+	return (struct store_message){.uid = m->uid,
+				      .size = m->size,
+				      .modseq = m->modseq,
+				      .flags = m->flags,
+				      .internaldate = m->internaldate};
+}
+
+imapq_err store_append(struct store *s, uint32_t id, uint64_t flags, int64_t internaldate,
+		       const struct journal_body *body, uint32_t *uid_r, uint64_t *modseq_r,
+		       uint64_t *lsn_r)
+{
+	if (!body)
+		return IMAPQ_E_INVALID;
+	if (body->len > IMAPQ_MAX_MESSAGE_SIZE)
+		return IMAPQ_E_TOOBIG;
+	uint64_t lsn = 0;
+	imapq_err err;
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *mb = store_mailbox_by_id(s, id);
+	if (!mb) {
+		err = IMAPQ_E_NONEXISTENT;
+	} else if (flags & ~store_mailbox_flag_mask(mb)) {
+		err = IMAPQ_E_INVALID;
+	} else if (mb->uidnext == UINT32_MAX) {
+		err = IMAPQ_E_LIMIT;
+	} else {
+		struct store_rec_message rm = {.id = id,
+					       .uid = mb->uidnext,
+					       .modseq = mb->highestmodseq + 1,
+					       .flags = flags,
+					       .internaldate = internaldate};
+		struct store_buf b = {0};
+		uint64_t loc = 0;
+		store_rec_message_encode(&b, &rm);
+		err = store_buf_failed(&b) ? IMAPQ_E_NOMEM
+					   : store_log(s, JOURNAL_GROW, STORE_REC_APPEND, b.data,
+						       b.len, body, &lsn, &loc);
+		store_buf_free(&b);
+		if (err == IMAPQ_OK) {
+			struct msg m = {.uid = rm.uid,
+					.size = (uint32_t)body->len,
+					.modseq = rm.modseq,
+					.flags = flags,
+					.loc = loc,
+					.internaldate = internaldate};
+			mb->uidnext++;
+			mb->highestmodseq = rm.modseq;
+			err = store_msg_add(s, mb, &m);
+			if (err != IMAPQ_OK)
+				log_error(STORE_LOG, "message %u/%u logged but not indexed", id,
+					  m.uid);
+			if (uid_r)
+				*uid_r = rm.uid;
+			if (modseq_r)
+				*modseq_r = rm.modseq;
+		}
+		store_finish_write(s, id);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return store_done(s, err, lsn, lsn_r);
+}
+
+imapq_err store_message_get(struct store *s, uint32_t id, uint32_t uid, struct store_message *m_r)
+{
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *mb = store_mailbox_by_id(s, id);
+	const struct msg *m = mb ? msgtable_find(mb->msgs, uid) : NULL;
+	if (m)
+		*m_r = public_msg(m);
+	pthread_mutex_unlock(&s->lock);
+	return !mb ? IMAPQ_E_NONEXISTENT : m ? IMAPQ_OK : IMAPQ_E_NOTFOUND;
+}
+
+/* Adapts each_in_ranges to a store_message_fn. */
+struct visit_ctx {
+	store_message_fn *fn;
+	void *ctx;
+};
+
+static void visit_message(void *arg, const struct msg *m)
+{
+	struct visit_ctx *v = arg;
+	struct store_message pm = public_msg(m);
+	v->fn(v->ctx, &pm);
+}
+
+imapq_err store_messages(struct store *s, uint32_t id, const struct uid_range *ranges, size_t n,
+			 store_message_fn *fn, void *ctx)
+{
+	if (!ranges_valid(ranges, n) || !fn)
+		return IMAPQ_E_INVALID;
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *mb = store_mailbox_by_id(s, id);
+	struct visit_ctx v = {fn, ctx};
+	if (mb)
+		each_in_ranges(mb, ranges, n, visit_message, &v);
+	pthread_mutex_unlock(&s->lock);
+	return mb ? IMAPQ_OK : IMAPQ_E_NONEXISTENT;
+}
+
+/* Looks up where a message's body lives. */
+static imapq_err body_where(struct store *s, uint32_t id, uint32_t uid, uint64_t *loc_r,
+			    uint32_t *size_r)
+{
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *mb = store_mailbox_by_id(s, id);
+	const struct msg *m = mb ? msgtable_find(mb->msgs, uid) : NULL;
+	if (m) {
+		*loc_r = m->loc;
+		*size_r = m->size;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return !mb ? IMAPQ_E_NONEXISTENT : m ? IMAPQ_OK : IMAPQ_E_NOTFOUND;
+}
+
+imapq_err store_body_read(struct store *s, uint32_t id, uint32_t uid, uint64_t offset, void *buf,
+			  size_t len, size_t *got_r)
+{
+	uint64_t loc;
+	uint32_t size;
+	*got_r = 0;
+	imapq_err err = body_where(s, id, uid, &loc, &size);
+	/* The read runs unlocked; compaction may move the body meanwhile, so a failed read is
+	 * retried at the message's new location. */
+	for (int attempt = 0; err == IMAPQ_OK && attempt < 3; attempt++) {
+		if (offset >= size)
+			return IMAPQ_OK;
+		size_t want = size - offset < len ? (size_t)(size - offset) : len;
+		err = journal_body_read(s->journal, loc, offset, buf, want);
+		if (err == IMAPQ_OK) {
+			*got_r = want;
+			return IMAPQ_OK;
+		}
+		uint64_t old_loc = loc;
+		if (body_where(s, id, uid, &loc, &size) != IMAPQ_OK || loc == old_loc)
+			return err;
+		err = IMAPQ_OK;
+	}
+	return err == IMAPQ_OK ? IMAPQ_E_IO : err;
+}
+
+imapq_err store_seq_of_uid(struct store *s, uint32_t id, uint32_t uid, uint32_t *seq_r)
+{
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *mb = store_mailbox_by_id(s, id);
+	if (mb)
+		*seq_r = msgtable_rank(mb->msgs, uid);
+	pthread_mutex_unlock(&s->lock);
+	return mb ? IMAPQ_OK : IMAPQ_E_NONEXISTENT;
+}
+
+imapq_err store_uid_of_seq(struct store *s, uint32_t id, uint32_t seq, uint32_t *uid_r)
+{
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *mb = store_mailbox_by_id(s, id);
+	uint32_t uid = mb ? msgtable_select(mb->msgs, seq) : 0;
+	*uid_r = uid;
+	pthread_mutex_unlock(&s->lock);
+	return !mb ? IMAPQ_E_NONEXISTENT : uid ? IMAPQ_OK : IMAPQ_E_NOTFOUND;
+}
+
+/* --- Flags --- */
+
+/* One message's planned outcome in a flags call. */
+struct flag_item {
+	struct store_message m;
+	enum store_flag_outcome outcome;
+};
+
+struct flag_plan {
+	enum store_flag_op op;
+	uint64_t flags;
+	const uint64_t *unchangedsince;
+	uint64_t modseq; /* last mod-sequence handed out */
+	struct flag_item *items;
+	size_t n, cap;
+	size_t changed;
+	bool nomem;
+};
+
+/* Decides one message's outcome: fail on UNCHANGEDSINCE first, whatever the store would do. */
+static void plan_flags(void *arg, const struct msg *m)
+{
+	struct flag_plan *p = arg;
+	if (p->nomem)
+		return;
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 16;
+		struct flag_item *v = realloc(p->items, cap * sizeof *v);
+		if (!v) {
+			p->nomem = true;
+			return;
+		}
+		p->items = v;
+		p->cap = cap;
+	}
+	struct flag_item *it = &p->items[p->n++];
+	it->m = public_msg(m);
+	if (p->unchangedsince && m->modseq > *p->unchangedsince) {
+		it->outcome = STORE_FAILED;
+		return;
+	}
+	uint64_t f = p->op == STORE_FLAGS_SET	? p->flags
+		     : p->op == STORE_FLAGS_ADD ? m->flags | p->flags
+						: m->flags & ~p->flags;
+	if (f == m->flags) {
+		it->outcome = STORE_UNCHANGED;
+		return;
+	}
+	it->outcome = STORE_CHANGED;
+	it->m.flags = f;
+	it->m.modseq = ++p->modseq;
+	p->changed++;
+}
+
+/* Logs and applies the changed items in records of at most STORE_RECORD_MAX_ENTRIES. */
+static imapq_err commit_flags(struct store *s, struct mailbox *mb, struct flag_plan *p,
+			      uint64_t *lsn_r)
+{
+	size_t i = 0;
+	while (i < p->n) {
+		struct store_buf b = {0};
+		size_t start = i, count = 0;
+		store_buf_u32(&b, mb->id);
+		store_buf_u32(&b, 0);
+		for (; i < p->n && count < STORE_RECORD_MAX_ENTRIES; i++) {
+			if (p->items[i].outcome != STORE_CHANGED)
+				continue;
+			store_buf_u32(&b, p->items[i].m.uid);
+			store_buf_u64(&b, p->items[i].m.modseq);
+			store_buf_u64(&b, p->items[i].m.flags);
+			count++;
+		}
+		store_buf_put_u32_at(&b, 4, (uint32_t)count);
+		imapq_err err = IMAPQ_OK;
+		if (count)
+			err = store_buf_failed(&b) ? IMAPQ_E_NOMEM
+						   : store_log(s, JOURNAL_SHRINK, STORE_REC_FLAGS,
+							       b.data, b.len, NULL, lsn_r, NULL);
+		store_buf_free(&b);
+		if (err != IMAPQ_OK)
+			return err;
+		for (size_t k = start; k < i; k++) {
+			const struct store_message *m = &p->items[k].m;
+			if (p->items[k].outcome != STORE_CHANGED)
+				continue;
+			store_msg_update(s, mb, m->uid, m->flags, m->modseq);
+			mb->highestmodseq = m->modseq;
+		}
+	}
+	return IMAPQ_OK;
+}
+
+imapq_err store_flags(struct store *s, uint32_t id, const struct uid_range *ranges, size_t n,
+		      enum store_flag_op op, uint64_t flags, const uint64_t *unchangedsince,
+		      store_flag_fn *fn, void *ctx, uint64_t *lsn_r)
+{
+	if (!ranges_valid(ranges, n) || op > STORE_FLAGS_REMOVE)
+		return IMAPQ_E_INVALID;
+	uint64_t lsn = 0;
+	imapq_err err = IMAPQ_OK;
+	struct flag_plan p = {.op = op, .flags = flags, .unchangedsince = unchangedsince};
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *mb = store_mailbox_by_id(s, id);
+	if (!mb) {
+		err = IMAPQ_E_NONEXISTENT;
+	} else if (flags & ~store_mailbox_flag_mask(mb)) {
+		err = IMAPQ_E_INVALID;
+	} else {
+		p.modseq = mb->highestmodseq;
+		each_in_ranges(mb, ranges, n, plan_flags, &p);
+		if (p.nomem)
+			err = IMAPQ_E_NOMEM;
+		else if (p.changed)
+			err = commit_flags(s, mb, &p, &lsn);
+		else
+			lsn = journal_append_lsn(s->journal);
+		for (size_t i = 0; err == IMAPQ_OK && fn && i < p.n; i++)
+			fn(ctx, &p.items[i].m, p.items[i].outcome);
+		store_finish_write(s, id);
+	}
+	pthread_mutex_unlock(&s->lock);
+	free(p.items);
+	return store_done(s, err, lsn, lsn_r);
+}
+
+/* --- Expunge, copy, move --- */
+
+/* A growable list of UIDs. */
+struct uid_list {
+	uint32_t *v;
+	size_t n, cap;
+	bool nomem;
+	bool deleted_only;
+};
+
+static void uid_list_push(struct uid_list *l, uint32_t uid)
+{
+	if (l->nomem)
+		return;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		uint32_t *v = realloc(l->v, cap * sizeof *v);
+		if (!v) {
+			l->nomem = true;
+			return;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = uid;
+}
+
+static void collect_expunge(void *arg, const struct msg *m)
+{
+	struct uid_list *l = arg;
+	if (!l->deleted_only || (m->flags & STORE_DELETED))
+		uid_list_push(l, m->uid);
+}
+
+/* Logs and applies the expunge of uids (which must exist), each with its own mod-sequence. */
+static imapq_err expunge_uids(struct store *s, struct mailbox *mb, const uint32_t *uids, size_t n,
+			      store_uid_fn *fn, void *ctx, uint64_t *lsn_r)
+{
+	for (size_t i = 0; i < n;) {
+		size_t count = n - i < STORE_RECORD_MAX_ENTRIES ? n - i : STORE_RECORD_MAX_ENTRIES;
+		struct store_buf b = {0};
+		store_buf_u32(&b, mb->id);
+		store_buf_u32(&b, (uint32_t)count);
+		for (size_t k = 0; k < count; k++) {
+			store_buf_u32(&b, uids[i + k]);
+			store_buf_u64(&b, mb->highestmodseq + 1 + k);
+		}
+		imapq_err err = store_buf_failed(&b)
+				    ? IMAPQ_E_NOMEM
+				    : store_log(s, JOURNAL_SHRINK, STORE_REC_EXPUNGE, b.data, b.len,
+						NULL, lsn_r, NULL);
+		store_buf_free(&b);
+		if (err != IMAPQ_OK)
+			return err;
+		for (size_t k = 0; k < count; k++) {
+			uint64_t modseq = ++mb->highestmodseq;
+			store_msg_remove(s, mb, uids[i + k], modseq, NULL);
+			store_segment_note_expunge(s, mb, s->active_segment, uids[i + k], modseq);
+			if (fn)
+				fn(ctx, uids[i + k]);
+		}
+		i += count;
+	}
+	return IMAPQ_OK;
+}
+
+imapq_err store_expunge(struct store *s, uint32_t id, const struct uid_range *ranges, size_t n,
+			store_uid_fn *fn, void *ctx, uint64_t *lsn_r)
+{
+	if (!ranges_valid(ranges, n))
+		return IMAPQ_E_INVALID;
+	uint64_t lsn = 0;
+	imapq_err err = IMAPQ_OK;
+	struct uid_list l = {.deleted_only = true};
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *mb = store_mailbox_by_id(s, id);
+	if (!mb) {
+		err = IMAPQ_E_NONEXISTENT;
+	} else {
+		each_in_ranges(mb, ranges, n, collect_expunge, &l);
+		if (l.nomem)
+			err = IMAPQ_E_NOMEM;
+		else if (l.n)
+			err = expunge_uids(s, mb, l.v, l.n, fn, ctx, &lsn);
+		else
+			lsn = journal_append_lsn(s->journal);
+		store_finish_write(s, id);
+	}
+	pthread_mutex_unlock(&s->lock);
+	free(l.v);
+	return store_done(s, err, lsn, lsn_r);
+}
+
+/* Snapshot of the source messages of a copy. */
+struct msg_list {
+	struct msg *v;
+	size_t n, cap;
+	bool nomem;
+	uint64_t flags_union;
+};
+
+static void collect_msg(void *arg, const struct msg *m)
+{
+	struct msg_list *l = arg;
+	if (l->nomem)
+		return;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct msg *v = realloc(l->v, cap * sizeof *v);
+		if (!v) {
+			l->nomem = true;
+			return;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = *m;
+	l->flags_union |= m->flags;
+}
+
+/* Builds kmap (source keyword -> destination keyword), defining missing keywords in dst. */
+static imapq_err map_keywords(struct store *s, struct mailbox *src, struct mailbox *dst,
+			      uint64_t used, unsigned *kmap, uint64_t *lsn_r)
+{
+	unsigned missing = 0;
+	for (uint32_t k = 0; k < src->nkeywords; k++) {
+		const char *name = src->keywords[k];
+		if ((used & STORE_KEYWORD(k)) && store_keyword_lookup(dst, name, strlen(name)) < 0)
+			missing++;
+	}
+	if (dst->nkeywords + missing > IMAPQ_MAX_KEYWORDS)
+		return IMAPQ_E_LIMIT;
+	for (uint32_t k = 0; k < src->nkeywords; k++) {
+		if (!(used & STORE_KEYWORD(k)))
+			continue;
+		const char *name = src->keywords[k];
+		size_t len = strlen(name);
+		int d = store_keyword_lookup(dst, name, len);
+		if (d < 0) {
+			struct store_buf b = {0};
+			store_buf_u32(&b, dst->id);
+			store_buf_u8(&b, (uint8_t)dst->nkeywords);
+			store_buf_u8(&b, (uint8_t)len);
+			store_buf_bytes(&b, name, len);
+			imapq_err err = store_buf_failed(&b)
+					    ? IMAPQ_E_NOMEM
+					    : store_log(s, JOURNAL_SHRINK, STORE_REC_KEYWORD,
+							b.data, b.len, NULL, lsn_r, NULL);
+			store_buf_free(&b);
+			if (err == IMAPQ_OK)
+				err = store_keyword_insert(dst, name, len);
+			if (err != IMAPQ_OK)
+				return err;
+			d = (int)dst->nkeywords - 1;
+		}
+		kmap[k] = (unsigned)d;
+	}
+	return IMAPQ_OK;
+}
+
+/* Translates a source message's flags into the destination's keyword numbering. */
+static uint64_t map_flags(uint64_t flags, const unsigned *kmap)
+{
+	uint64_t out = flags & (STORE_KEYWORD(0) - 1);
+	for (unsigned k = 0; k < IMAPQ_MAX_KEYWORDS; k++)
+		if (flags & STORE_KEYWORD(k))
+			out |= STORE_KEYWORD(kmap[k]);
+	return out;
+}
+
+/* Reads a whole body into a new buffer and computes its crc; the caller frees *data_r. */
+static imapq_err read_body(struct store *s, const struct msg *m, void **data_r, uint32_t *crc_r)
+{
+	void *data = malloc(m->size ? m->size : 1);
+	if (!data)
+		return IMAPQ_E_NOMEM;
+	imapq_err err =
+	    m->size ? journal_body_read(s->journal, m->loc, 0, data, m->size) : IMAPQ_OK;
+	if (err != IMAPQ_OK) {
+		free(data);
+		return err;
+	}
+	*crc_r = crc32c(0, data, m->size);
+	*data_r = data;
+	return IMAPQ_OK;
+}
+
+/* Appends a copy of m (its body re-written) to dst as record type, with the given state. */
+static imapq_err write_message(struct store *s, struct mailbox *dst, uint8_t type,
+			       const struct msg *m, uint32_t uid, uint64_t modseq, uint64_t flags,
+			       uint64_t *lsn_r, uint64_t *loc_r)
+{
+	void *data;
+	uint32_t crc;
+	imapq_err err = read_body(s, m, &data, &crc);
+	if (err != IMAPQ_OK)
+		return err;
+	struct journal_body body = {.data = data, .fd = -1, .len = m->size, .crc = crc};
+	struct store_rec_message rm = {.id = dst->id,
+				       .uid = uid,
+				       .modseq = modseq,
+				       .flags = flags,
+				       .internaldate = m->internaldate};
+	struct store_buf b = {0};
+	store_rec_message_encode(&b, &rm);
+	err = store_buf_failed(&b)
+		  ? IMAPQ_E_NOMEM
+		  : store_log(s, type == STORE_REC_CARRIED ? JOURNAL_SHRINK : JOURNAL_GROW, type,
+			      b.data, b.len, &body, lsn_r, loc_r);
+	store_buf_free(&b);
+	free(data);
+	return err;
+}
+
+imapq_err store_message_carry(struct store *s, struct mailbox *mb, const struct msg *m,
+			      uint64_t *lsn_r)
+{
+	uint64_t loc = 0;
+	imapq_err err =
+	    write_message(s, mb, STORE_REC_CARRIED, m, m->uid, m->modseq, m->flags, lsn_r, &loc);
+	if (err == IMAPQ_OK)
+		store_msg_set_loc(s, mb, m->uid, loc);
+	return err;
+}
+
+/* Copies the snapshot l into dst, calling fn for each; stops at the first failure. */
+static imapq_err copy_messages(struct store *s, struct mailbox *dst, const struct msg_list *l,
+			       const unsigned *kmap, store_copy_fn *fn, void *ctx, uint64_t *lsn_r)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		const struct msg *m = &l->v[i];
+		uint32_t uid = dst->uidnext;
+		uint64_t modseq = dst->highestmodseq + 1, loc = 0,
+			 flags = map_flags(m->flags, kmap);
+		imapq_err err =
+		    write_message(s, dst, STORE_REC_APPEND, m, uid, modseq, flags, lsn_r, &loc);
+		if (err != IMAPQ_OK)
+			return err;
+		struct msg copy = *m;
+		copy.uid = uid;
+		copy.modseq = modseq;
+		copy.flags = flags;
+		copy.loc = loc;
+		dst->uidnext++;
+		dst->highestmodseq = modseq;
+		err = store_msg_add(s, dst, &copy);
+		if (err != IMAPQ_OK)
+			return err;
+		if (fn)
+			fn(ctx, m->uid, uid);
+	}
+	return IMAPQ_OK;
+}
+
+imapq_err store_copy(struct store *s, uint32_t src, const struct uid_range *ranges, size_t n,
+		     uint32_t dst, bool move, store_copy_fn *fn, void *ctx, uint64_t *lsn_r)
+{
+	if (!ranges_valid(ranges, n))
+		return IMAPQ_E_INVALID;
+	uint64_t lsn = 0;
+	imapq_err err = IMAPQ_OK;
+	struct msg_list l = {0};
+	struct uid_list moved = {0};
+	unsigned kmap[IMAPQ_MAX_KEYWORDS] = {0};
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *from = store_mailbox_by_id(s, src);
+	struct mailbox *to = store_mailbox_by_id(s, dst);
+	if (!from || !to) {
+		err = IMAPQ_E_NONEXISTENT;
+	} else {
+		each_in_ranges(from, ranges, n, collect_msg, &l);
+		if (l.nomem)
+			err = IMAPQ_E_NOMEM;
+		else if ((uint64_t)to->uidnext + l.n >= UINT32_MAX)
+			err = IMAPQ_E_LIMIT;
+		else
+			err = map_keywords(s, from, to, l.flags_union, kmap, &lsn);
+		if (err == IMAPQ_OK)
+			err = copy_messages(s, to, &l, kmap, fn, ctx, &lsn);
+		for (size_t i = 0; err == IMAPQ_OK && move && i < l.n; i++)
+			uid_list_push(&moved, l.v[i].uid);
+		if (err == IMAPQ_OK && moved.nomem)
+			err = IMAPQ_E_NOMEM;
+		if (err == IMAPQ_OK && moved.n)
+			err = expunge_uids(s, from, moved.v, moved.n, NULL, NULL, &lsn);
+		if (err == IMAPQ_OK && lsn == 0)
+			lsn = journal_append_lsn(s->journal);
+		if (move && s->change_fn != NULL)
+			s->change_fn(s->change_arg, from->id);
+		store_finish_write(s, to->id);
+	}
+	pthread_mutex_unlock(&s->lock);
+	free(l.v);
+	free(moved.v);
+	return store_done(s, err, lsn, lsn_r);
+}
+
+/* --- Queries --- */
+
+imapq_err store_first_match(struct store *s, uint32_t id, uint64_t mask, uint64_t want,
+			    uint32_t from, uint32_t *uid_r)
+{
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *mb = store_mailbox_by_id(s, id);
+	imapq_err err =
+	    mb ? msgtable_first_match(mb->msgs, mask, want, from, uid_r) : IMAPQ_E_NONEXISTENT;
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+imapq_err store_count_match(struct store *s, uint32_t id, uint64_t mask, uint64_t want,
+			    uint32_t *count_r)
+{
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *mb = store_mailbox_by_id(s, id);
+	imapq_err err =
+	    mb ? msgtable_count_match(mb->msgs, mask, want, count_r) : IMAPQ_E_NONEXISTENT;
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+imapq_err store_changed_since(struct store *s, uint32_t id, uint64_t modseq, store_message_fn *fn,
+			      void *ctx)
+{
+	if (!fn)
+		return IMAPQ_E_INVALID;
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *mb = store_mailbox_by_id(s, id);
+	if (mb) {
+		struct msgtable_cursor c = {0};
+		for (const struct msg *m; (m = msgtable_changed_next(mb->msgs, modseq, &c));
+		     c.slot++) {
+			struct store_message pm = public_msg(m);
+			fn(ctx, &pm);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return mb ? IMAPQ_OK : IMAPQ_E_NONEXISTENT;
+}
+
+/* Ranges gathered for a vanished answer before sorting and merging. */
+struct range_list {
+	struct uid_range *v;
+	size_t n, cap;
+	bool nomem;
+};
+
+static void range_push(void *arg, uint32_t lo, uint32_t hi)
+{
+	struct range_list *l = arg;
+	if (l->nomem)
+		return;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct uid_range *v = realloc(l->v, cap * sizeof *v);
+		if (!v) {
+			l->nomem = true;
+			return;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = (struct uid_range){lo, hi};
+}
+
+static int range_cmp(const void *a, const void *b)
+{
+	const struct uid_range *x = a, *y = b;
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+imapq_err store_vanished_since(struct store *s, uint32_t id, uint64_t modseq, store_range_fn *fn,
+			       void *ctx)
+{
+	if (!fn)
+		return IMAPQ_E_INVALID;
+	struct range_list l = {0};
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *mb = store_mailbox_by_id(s, id);
+	if (mb) {
+		uint32_t floor_uid = 0;
+		if (expunge_log_runs(mb->expunged) > 0) {
+			floor_uid = expunge_log_since(mb->expunged, modseq, range_push, &l);
+		} else {
+			/* No exact runs: only the floor can answer. */
+			uint64_t floor_modseq;
+			expunge_log_floor(mb->expunged, &floor_modseq, &floor_uid);
+			if (modseq >= floor_modseq)
+				floor_uid = 0;
+		}
+		if (floor_uid >= mb->uidnext)
+			floor_uid = mb->uidnext - 1;
+		/* Below the floor every absent UID may have vanished: report the gaps. */
+		uint32_t prev = 0;
+		struct msgtable_cursor c;
+		for (const struct msg *m = msgtable_seek(mb->msgs, 1, &c); m && m->uid <= floor_uid;
+		     m = msgtable_next(mb->msgs, &c)) {
+			if (m->uid > prev + 1)
+				range_push(&l, prev + 1, m->uid - 1);
+			prev = m->uid;
+		}
+		if (floor_uid > prev)
+			range_push(&l, prev + 1, floor_uid);
+		if (l.n > 1)
+			qsort(l.v, l.n, sizeof *l.v, range_cmp);
+		for (size_t i = 0; !l.nomem && i < l.n;) {
+			struct uid_range r = l.v[i++];
+			while (i < l.n && (uint64_t)l.v[i].lo <= (uint64_t)r.hi + 1) {
+				if (l.v[i].hi > r.hi)
+					r.hi = l.v[i].hi;
+				i++;
+			}
+			fn(ctx, r.lo, r.hi);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	free(l.v);
+	if (!mb)
+		return IMAPQ_E_NONEXISTENT;
+	return l.nomem ? IMAPQ_E_NOMEM : IMAPQ_OK;
+}
+
+imapq_err store_expunged_since(struct store *s, uint32_t id, uint64_t modseq, store_range_fn *fn,
+			       void *ctx)
+{
+	if (!fn)
+		return IMAPQ_E_INVALID;
+	struct range_list l = {0};
+	imapq_err err = IMAPQ_OK;
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *mb = store_mailbox_by_id(s, id);
+	if (!mb) {
+		err = IMAPQ_E_NONEXISTENT;
+	} else {
+		uint64_t floor_modseq;
+		uint32_t floor_uid;
+		expunge_log_floor(mb->expunged, &floor_modseq, &floor_uid);
+		/* Below the floor the history is a superset: the caller cannot be answered. */
+		if (modseq < floor_modseq ||
+		    expunge_log_since(mb->expunged, modseq, range_push, &l) != 0)
+			err = IMAPQ_E_LIMIT;
+		else if (l.nomem)
+			err = IMAPQ_E_NOMEM;
+	}
+	pthread_mutex_unlock(&s->lock);
+	/* Runs arrive in ascending UID order, merged; the callback runs without the lock. */
+	for (size_t i = 0; err == IMAPQ_OK && i < l.n; i++)
+		fn(ctx, l.v[i].lo, l.v[i].hi);
+	free(l.v);
+	return err;
+}

@@ -1,0 +1,246 @@
+/* Message primitives shared by live operations, replay and compaction. Each keeps the counters
+ * (per mailbox and store-wide), the journal reserve and the per-segment live bytes current, so
+ * no caller has to remember them. While the journal replays, messages live in a UID map and only
+ * the map changes; store_replay_finish() then computes the accounting once. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "imap/base/log.h"
+#include "imap/store/store-private.h"
+
+const struct msg *store_msg_find(struct mailbox *mb, uint32_t uid)
+{
+	if (mb->replay)
+		return store_uidmap_find(mb->replay, uid);
+	return msgtable_find(mb->msgs, uid);
+}
+
+/* Adds (sign 1) or takes away (sign -1) a message with these flags from mb's unseen and deleted
+ * counts. */
+static void count_flags(struct mailbox *mb, uint64_t flags, int sign)
+{
+	if (!(flags & STORE_SEEN))
+		mb->unseen += (uint32_t)sign;
+	if (flags & STORE_DELETED)
+		mb->deleted += (uint32_t)sign;
+}
+
+/* Keeps the journal's reserve in step with the messages; during replay the journal is not open
+ * yet and store_replay_finish() reserves for every replayed message at once. */
+static void reserve_for(struct store *s, int64_t messages)
+{
+	if (!s->replaying)
+		journal_reserve_add(s->journal, messages * STORE_ACK_RESERVE);
+}
+
+/* Moves every message of mb's table into its replay map, undoing their accounting: replay
+ * met a message out of UID order (a carried record) and the table takes only rising UIDs. */
+static imapq_err switch_to_map(struct store *s, struct mailbox *mb)
+{
+	uint32_t n = msgtable_count(mb->msgs);
+	struct msg *v = malloc(((size_t)n + 1) * sizeof *v);
+	if (v == NULL)
+		return IMAPQ_E_NOMEM;
+	size_t k = 0;
+	struct msgtable_cursor c;
+	for (const struct msg *m = msgtable_seek(mb->msgs, 1, &c); m != NULL;
+	     m = msgtable_next(mb->msgs, &c))
+		v[k++] = *m;
+	imapq_err err = IMAPQ_OK;
+	for (size_t i = 0; i < k; i++) {
+		store_msg_remove(s, mb, v[i].uid, 0, NULL);
+		if (err == IMAPQ_OK)
+			err = store_uidmap_put(&mb->replay, &v[i]);
+	}
+	free(v);
+	return err;
+}
+
+/* Replays one message record: straight into the table while UIDs rise (the common case, which
+ * keeps recovery fast), through the replay map once they do not. */
+static imapq_err replay_add(struct store *s, struct mailbox *mb, const struct msg *m)
+{
+	if (!mb->replay) {
+		const struct msg *old = msgtable_find(mb->msgs, m->uid);
+		if (old != NULL) {
+			/* A carried copy replaces the message's state and location. */
+			store_msg_update(s, mb, m->uid, m->flags, m->modseq);
+			store_msg_set_loc(s, mb, m->uid, m->loc);
+			return IMAPQ_OK;
+		}
+		imapq_err err = msgtable_append(mb->msgs, m);
+		if (err == IMAPQ_OK) {
+			count_flags(mb, m->flags, 1);
+			mb->bytes += m->size;
+			s->messages++;
+			s->live_bytes += m->size;
+			store_segment_account(s, m->loc, m->size);
+			reserve_for(s, 1);
+			return IMAPQ_OK;
+		}
+		if (err != IMAPQ_E_INVALID)
+			return err;
+		err = switch_to_map(s, mb);
+		if (err != IMAPQ_OK)
+			return err;
+	}
+	return store_uidmap_put(&mb->replay, m);
+}
+
+imapq_err store_msg_add(struct store *s, struct mailbox *mb, const struct msg *m)
+{
+	if (mb->replay || s->replaying)
+		return replay_add(s, mb, m);
+	imapq_err err = msgtable_append(mb->msgs, m);
+	if (err != IMAPQ_OK)
+		return err;
+	count_flags(mb, m->flags, 1);
+	mb->bytes += m->size;
+	s->messages++;
+	s->live_bytes += m->size;
+	store_segment_account(s, m->loc, m->size);
+	reserve_for(s, 1);
+	return IMAPQ_OK;
+}
+
+void store_msg_update(struct store *s, struct mailbox *mb, uint32_t uid, uint64_t flags,
+		      uint64_t modseq)
+{
+	if (mb->replay) {
+		const struct msg *old = store_uidmap_find(mb->replay, uid);
+		if (old) {
+			struct msg m = *old;
+			m.flags = flags;
+			m.modseq = modseq;
+			store_uidmap_put(&mb->replay, &m);
+		}
+		return;
+	}
+	const struct msg *old = msgtable_find(mb->msgs, uid);
+	if (!old)
+		return;
+	count_flags(mb, old->flags, -1);
+	count_flags(mb, flags, 1);
+	msgtable_update(mb->msgs, uid, flags, modseq);
+}
+
+void store_msg_set_loc(struct store *s, struct mailbox *mb, uint32_t uid, uint64_t loc)
+{
+	if (mb->replay) {
+		const struct msg *old = store_uidmap_find(mb->replay, uid);
+		if (old) {
+			struct msg m = *old;
+			m.loc = loc;
+			store_uidmap_put(&mb->replay, &m);
+		}
+		return;
+	}
+	const struct msg *old = msgtable_find(mb->msgs, uid);
+	if (!old)
+		return;
+	store_segment_account(s, old->loc, -(int64_t)old->size);
+	store_segment_account(s, loc, old->size);
+	msgtable_set_loc(mb->msgs, uid, loc);
+}
+
+bool store_msg_remove(struct store *s, struct mailbox *mb, uint32_t uid, uint64_t expunge_modseq,
+		      struct msg *removed_r)
+{
+	struct msg m;
+	if (mb->replay) {
+		if (!store_uidmap_remove(mb->replay, uid, &m))
+			return false;
+	} else {
+		if (!msgtable_remove(mb->msgs, uid, &m))
+			return false;
+		count_flags(mb, m.flags, -1);
+		mb->bytes -= m.size;
+		s->messages--;
+		s->live_bytes -= m.size;
+		store_segment_account(s, m.loc, -(int64_t)m.size);
+		reserve_for(s, -1);
+	}
+	if (expunge_modseq) {
+		/* The log needs non-decreasing mod-sequences; a hostile journal may not give them.
+		 */
+		if (expunge_modseq < mb->expunge_last)
+			expunge_modseq = mb->expunge_last;
+		if (expunge_log_add(mb->expunged, uid, expunge_modseq) != IMAPQ_OK)
+			expunge_log_raise_floor(mb->expunged, expunge_modseq, uid);
+		mb->expunge_last = expunge_modseq;
+	}
+	if (removed_r)
+		*removed_r = m;
+	return true;
+}
+
+struct store_segment *store_segment_get(struct store *s, uint32_t number, bool create)
+{
+	size_t lo = 0, hi = s->nsegments;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (s->segments[mid].number < number)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < s->nsegments && s->segments[lo].number == number)
+		return &s->segments[lo];
+	if (!create)
+		return NULL;
+	if (s->nsegments == s->capsegments) {
+		size_t cap = s->capsegments ? s->capsegments * 2 : 8;
+		struct store_segment *v = realloc(s->segments, cap * sizeof *v);
+		if (!v)
+			return NULL;
+		s->segments = v;
+		s->capsegments = cap;
+	}
+	memmove(&s->segments[lo + 1], &s->segments[lo], (s->nsegments - lo) * sizeof *s->segments);
+	s->segments[lo] = (struct store_segment){.number = number};
+	s->nsegments++;
+	return &s->segments[lo];
+}
+
+void store_segment_account(struct store *s, uint64_t loc, int64_t delta)
+{
+	if (loc == 0 || s->replaying)
+		return;
+	struct store_segment *seg = store_segment_get(s, journal_loc_segment(loc), true);
+	if (seg)
+		seg->live_bytes += (uint64_t)delta;
+}
+
+void store_segment_note_expunge(struct store *s, struct mailbox *mb, uint32_t number, uint32_t uid,
+				uint64_t modseq)
+{
+	struct store_segment *seg = store_segment_get(s, number, true);
+	if (!seg)
+		return;
+	if (mb->expunge_segment == number && mb->expunge_slot < seg->nfloors &&
+	    seg->floors[mb->expunge_slot].id == mb->id) {
+		struct store_floor *f = &seg->floors[mb->expunge_slot];
+		if (uid > f->uid)
+			f->uid = uid;
+		if (modseq > f->modseq)
+			f->modseq = modseq;
+		return;
+	}
+	if (seg->nfloors == seg->capfloors) {
+		size_t cap = seg->capfloors ? seg->capfloors * 2 : 4;
+		struct store_floor *v = realloc(seg->floors, cap * sizeof *v);
+		if (!v) {
+			/* Without the note the segment's expunges would be forgotten on drop: fold
+			 * them into the floor now, which only widens later answers. */
+			expunge_log_raise_floor(mb->expunged, modseq, uid);
+			log_warn(STORE_LOG, "expunge note lost (out of memory); floor raised");
+			return;
+		}
+		seg->floors = v;
+		seg->capfloors = cap;
+	}
+	mb->expunge_segment = number;
+	mb->expunge_slot = (uint32_t)seg->nfloors;
+	seg->floors[seg->nfloors++] =
+	    (struct store_floor){.id = mb->id, .uid = uid, .modseq = modseq};
+}

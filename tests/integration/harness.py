@@ -1,0 +1,132 @@
+"""Starts a real imapqd on ephemeral loopback ports with a temporary data folder.
+
+Every integration test imports this module; the test runner passes the daemon's path as
+`--imapqd PATH` (or the IMAPQD environment variable names it).
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+IMAPQD = os.environ.get("IMAPQD", "")
+
+
+def take_daemon_argument():
+    """Removes `--imapqd PATH` from sys.argv and remembers PATH."""
+    global IMAPQD
+    if "--imapqd" in sys.argv:
+        i = sys.argv.index("--imapqd")
+        IMAPQD = sys.argv[i + 1]
+        del sys.argv[i:i + 2]
+    if not IMAPQD:
+        sys.exit("usage: test_*.py --imapqd PATH/TO/imapqd")
+
+
+class Daemon:
+    """One imapqd process; start() waits until its port file appears."""
+
+    def __init__(self, data_dir=None, extra_args=()):
+        self.own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="imapq-it-")
+        self.port_file = os.path.join(self.data_dir, "ports")
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.ports = {}
+        self.stdout = ""
+        self.stderr = ""
+
+    def args(self):
+        return [IMAPQD, "--data", os.path.join(self.data_dir, "data"),
+                "--imap", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                "--port-file", self.port_file] + self.extra_args
+
+    def start(self, timeout=20.0):
+        if os.path.exists(self.port_file):
+            os.unlink(self.port_file)
+        self.out_path = os.path.join(self.data_dir, "stdout.log")
+        self.err_path = os.path.join(self.data_dir, "stderr.log")
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(self.args(), stdout=out, stderr=err)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.path.exists(self.port_file):
+                with open(self.port_file) as f:
+                    self.ports = dict(line.strip().split("=", 1) for line in f if "=" in line)
+                self.ports = {k: int(v) for k, v in self.ports.items()}
+                return self
+            if self.proc.poll() is not None:
+                self._collect()
+                raise RuntimeError("imapqd exited with %d:\n%s" % (self.proc.returncode,
+                                                                   self.stderr))
+            time.sleep(0.02)
+        self.kill()
+        raise RuntimeError("imapqd did not become ready in %.0f s" % timeout)
+
+    def _collect(self):
+        with open(self.out_path) as f:
+            self.stdout = f.read()
+        with open(self.err_path) as f:
+            self.stderr = f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=30.0):
+        """Sends sig and returns the exit status."""
+        if self.proc is None:
+            return None
+        self.proc.send_signal(sig)
+        try:
+            status = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            status = self.proc.wait()
+        self._collect()
+        self.proc = None
+        return status
+
+    def credentials(self):
+        """The demo account from the data folder: (user, password, token)."""
+        with open(os.path.join(self.data_dir, "data", "credentials")) as f:
+            kv = dict(line.strip().split("=", 1) for line in f if "=" in line)
+        return kv["user"], kv["password"], kv["token"]
+
+    def imaplib(self):
+        """A logged-in imaplib client."""
+        import imaplib
+        m = imaplib.IMAP4("127.0.0.1", self.ports["imap"])
+        user, password, _ = self.credentials()
+        m.login(user, password)
+        return m
+
+    def raw(self, login=True):
+        """A raw-socket client, logged in unless login is False."""
+        from rawimap import RawImap
+        c = RawImap(self.ports["imap"])
+        if login:
+            user, password, _ = self.credentials()
+            c.login(user, password)
+        return c
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    def cleanup(self):
+        if self.proc is not None:
+            self.kill()
+        if self.own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def run_imapqd(args, timeout=30):
+    """Runs imapqd to completion with args (for --help and usage errors)."""
+    return subprocess.run([IMAPQD] + list(args), capture_output=True, text=True, timeout=timeout)
+
+
+def main():
+    import warnings
+    take_daemon_argument()
+    # Tests close what they open; socket warnings from failed assertions only add noise.
+    warnings.simplefilter("ignore", ResourceWarning)
+    unittest.main(verbosity=2)
