@@ -5,17 +5,19 @@
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
-DEPS       := cmake make pkg-config gcc clang python3 curl \
+DEPS       := cmake make pkg-config gcc clang python3 curl valgrind \
               libmicrohttpd-dev libcjson-dev libcmocka-dev libssl-dev
 RUN_ARGS   ?=
+# Peers the benchmarks compare against (tests/bench/bench_http.c runs beanstalkd).
+BENCH_DEPS := beanstalkd
 
-.PHONY: all deps build build-asan run test test-build test-asan bench format clean
+.PHONY: all deps bench-deps build build-asan run test test-build test-asan test-valgrind bench format clean
 
 all: build
 
-# Installs whatever Debian packages are missing (as root, or through sudo).
-deps:
-	@missing=""; for p in $(DEPS); do \
+# Installs whichever of the Debian packages in $(1) are missing (as root, or through sudo).
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -24,6 +26,10 @@ deps:
 	  $$sudo apt-get update -qq && \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEPS))
 
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=gcc >/dev/null
@@ -39,8 +45,9 @@ build-asan: deps
 run: build
 	./$(BUILD)/imapqd $(RUN_ARGS)
 
-# Every test, in the optimised gcc build and in the clang ASan+UBSan build.
-test: test-build test-asan
+# Every test, in the optimised gcc build and in the clang ASan+UBSan build, and the unit tests
+# once more under valgrind.
+test: test-build test-asan test-valgrind
 
 test-build: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -49,7 +56,18 @@ test-asan: build-asan
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
-bench: build
+test-valgrind: build
+	@passed=0; failed=0; for t in $(BUILD)/tests/test_*; do \
+	  case $$t in *.log) continue;; esac; \
+	  if valgrind -q --leak-check=full --error-exitcode=99 $$t >$$t.valgrind.log 2>&1; then \
+	    passed=$$((passed + 1)); \
+	  else echo "valgrind: $$(basename $$t) FAILED"; cat $$t.valgrind.log; failed=$$((failed + 1)); fi; \
+	done; echo "valgrind: $$passed passed, $$failed failed"; test $$failed = 0
+
+bench-deps:
+	$(call install_missing,$(BENCH_DEPS))
+
+bench: build bench-deps
 	tests/bench/run.sh $(BUILD)
 
 format:

@@ -13,10 +13,12 @@
 #include "cmd/daemon/credentials.h"
 #include "cmd/daemon/options.h"
 #include "cmd/daemon/portfile.h"
+#include "http/http.h"
 #include "imap/base/log.h"
 #include "imap/base/loop.h"
 #include "imap/server/server.h"
 #include "imap/store/store.h"
+#include "queue/queue.h"
 
 /* How often shutdown checks whether the last session has gone. */
 #define SHUTDOWN_POLL_MS 20
@@ -26,6 +28,8 @@ struct daemon {
 	struct loop *loop;
 	struct store *store;
 	struct imap_server *imap;
+	struct queue_service *queues;
+	struct http_server *http;
 	struct credentials creds;
 	int sigfd;
 	struct loop_io *sig_io;
@@ -88,6 +92,14 @@ static imapq_err check_login(void *ctx, const char *user, const char *password)
 	return credentials_check(&d->creds, user, password);
 }
 
+/* Checks an HTTP bearer token: the demo account's token carries every role. */
+static imapq_err check_token(void *ctx, const char *token, enum http_role role)
+{
+	const struct daemon *d = ctx;
+	(void)role;
+	return credentials_check_token(&d->creds, token);
+}
+
 /* Stops the loop once every session has said goodbye. */
 static void poll_shutdown(void *arg)
 {
@@ -113,6 +125,8 @@ static void on_signal(void *arg, unsigned events)
 		d->stopping = true;
 		log_info("imapqd", "%s: shutting down",
 			 si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+		/* HTTP first: its parked long polls are answered before the daemon stops. */
+		http_server_stop(d->http);
 		imap_server_shutdown(d->imap);
 		poll_shutdown(d);
 	}
@@ -145,6 +159,26 @@ static bool start_listeners(struct daemon *d)
 		return false;
 	}
 	ports[nports++] = (struct portfile_entry){"imap", port};
+	if (queue_service_create(&(struct queue_options){.store = d->store}, &d->queues) !=
+	    IMAPQ_OK) {
+		log_error("imapqd", "cannot start the queue service");
+		return false;
+	}
+	struct http_options ho = {
+	    .qs = d->queues,
+	    .store = d->store,
+	    .host = d->opts.http.host,
+	    .port = d->opts.http.port,
+	    .auth = check_token,
+	    .auth_ctx = d,
+	};
+	err = http_server_create(&ho, &d->http);
+	if (err != IMAPQ_OK) {
+		log_error("imapqd", "cannot serve HTTP on %s:%u: %s", d->opts.http.host,
+			  d->opts.http.port, imapq_err_message(err));
+		return false;
+	}
+	ports[nports++] = (struct portfile_entry){"http", http_server_port(d->http)};
 	if (d->opts.port_file[0] != '\0' &&
 	    portfile_write(d->opts.port_file, ports, nports) != IMAPQ_OK) {
 		log_error("imapqd", "cannot write port file %s", d->opts.port_file);
@@ -214,6 +248,8 @@ int main(int argc, char **argv)
 	log_info("imapqd", "ready; data in %s", d.opts.data);
 	status = loop_run(d.loop) == IMAPQ_OK ? 0 : 1;
 out:
+	http_server_destroy(&d.http);
+	queue_service_destroy(&d.queues);
 	imap_server_destroy(&d.imap);
 	store_close(&d.store);
 	if (d.opts.port_file[0] != '\0')

@@ -122,3 +122,8 @@ imapq_err credentials_check(const struct credentials *c, const char *user, const
 	bool password_ok = equal_secret(c->password, password);
 	return user_ok && password_ok ? IMAPQ_OK : IMAPQ_E_AUTH;
 }
+
+imapq_err credentials_check_token(const struct credentials *c, const char *token)
+{
+	return c->token[0] != '\0' && equal_secret(c->token, token) ? IMAPQ_OK : IMAPQ_E_AUTH;
+}

@@ -27,6 +27,9 @@ imapq_err credentials_create(const char *path, struct credentials *c);
 /* Checks a user name and password against c in constant time: IMAPQ_OK or IMAPQ_E_AUTH. */
 imapq_err credentials_check(const struct credentials *c, const char *user, const char *password);
 
+/* Checks an HTTP bearer token against c's token in constant time: IMAPQ_OK or IMAPQ_E_AUTH. */
+imapq_err credentials_check_token(const struct credentials *c, const char *token);
+
 /* Loads DIR/credentials, creating it when missing; *created_r tells which happened. */
 imapq_err credentials_ensure(const char *data_dir, struct credentials *c, bool *created_r);
 

@@ -17,6 +17,9 @@
 #define IMAPQ_MAX_ANNOTATION_VALUE 4096
 /* Metadata entries per mailbox: queue settings need a handful. */
 #define IMAPQ_MAX_ANNOTATIONS 64
+/* Largest queue setting (lease and retention seconds, max attempts): one year of seconds keeps
+ * now + lease far inside a u32 due time. */
+#define IMAPQ_MAX_QUEUE_SETTING 31536000u
 
 /* Journal segment size in bytes before rotation: large enough that rotation is rare, small
  * enough that compaction can free space in useful steps. */
@@ -90,5 +93,41 @@
 #define IMAPQ_SPOOL_MEMORY (256 * 1024)
 /* Failed LOGIN/AUTHENTICATE attempts before the connection is closed. */
 #define IMAPQ_MAX_AUTH_FAILURES 3
+
+/* --- HTTP front --- */
+/* Bytes of a JSON request body (claims, acks, settings, batches, JSON jobs): it is held and
+ * parsed in memory, so this bounds what one request costs (text plus tree). */
+#define IMAPQ_HTTP_MAX_JSON (4 * 1024 * 1024)
+/* Bytes of a raw (non-JSON) job body posted over HTTP: buffered in memory before the enqueue. */
+#define IMAPQ_HTTP_MAX_BODY (16 * 1024 * 1024)
+/* Bytes of an oversized body read and discarded so the 413 can be answered on a live
+ * connection; a peer that keeps sending past it is disconnected. */
+#define IMAPQ_HTTP_MAX_DRAIN (4 * IMAPQ_HTTP_MAX_BODY)
+/* Nesting of arrays and objects in a JSON body, checked before parsing: real payloads nest a
+ * few levels, and cJSON's own limit (1000) would let one request recurse deeply. */
+#define IMAPQ_HTTP_MAX_JSON_DEPTH 64
+/* Jobs in one batch enqueue: one reply lists every id, and the batch shares one fsync. */
+#define IMAPQ_HTTP_MAX_BATCH 1000
+/* Jobs one claim may take: each reply carries their bodies. */
+#define IMAPQ_HTTP_MAX_CLAIM 100
+/* Jobs one peek lists. */
+#define IMAPQ_HTTP_MAX_PEEK 1000
+/* Seconds a claim may long-poll: below common proxy and client timeouts (60 s). */
+#define IMAPQ_HTTP_MAX_WAIT 30
+/* Long polls parked at once: each holds a suspended connection and a queue waiter. */
+#define IMAPQ_HTTP_MAX_LONG_POLLS 10000
+/* HTTP connections at once, and from one IP address (a worker fleet behind one NAT fits). */
+#define IMAPQ_HTTP_MAX_CONNECTIONS 10000
+#define IMAPQ_HTTP_MAX_PER_IP	   1024
+/* Bytes of libmicrohttpd memory per connection (request line, headers, read buffer): headers
+ * past it are answered 431. */
+#define IMAPQ_HTTP_CONNECTION_MEMORY (64 * 1024)
+/* Seconds a silent connection stays open (parked long polls keep their own deadline). */
+#define IMAPQ_HTTP_TIMEOUT_S 60
+/* Pool threads: one per core; no request holds one while its fsync runs (replies wait
+ * suspended), so more would only add wake-ups and context switches. */
+#define IMAPQ_HTTP_THREADS 2
+/* Milliseconds shutdown waits for resumed long polls and in-flight requests to finish. */
+#define IMAPQ_HTTP_SHUTDOWN_GRACE_MS 2000
 
 #endif

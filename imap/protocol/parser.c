@@ -938,3 +938,21 @@ bool parser_arg_nstring(const struct parser_arg *arg, const char **str_r, size_t
 		return false;
 	}
 }
+
+bool parser_arg_number(const struct parser_arg *arg, uint64_t max, uint64_t *value_r)
+{
+	if (arg->type != PARSER_ARG_ATOM || arg->len == 0 || arg->len > 20)
+		return false;
+	uint64_t v = 0;
+	for (size_t i = 0; i < arg->len; i++) {
+		char ch = arg->str[i];
+		if (ch < '0' || ch > '9')
+			return false;
+		uint64_t d = (uint64_t)(ch - '0');
+		if (v > (max - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	*value_r = v;
+	return true;
+}

@@ -120,6 +120,9 @@ void parser_reset(struct parser *parser);
 bool parser_arg_is_atom(const struct parser_arg *arg, const char *word);
 /* Gives the text of an astring (atom, NIL read as the word, quoted or literal); false otherwise. */
 bool parser_arg_astring(const struct parser_arg *arg, const char **str_r, size_t *len_r);
+/* Reads an atom that is a decimal number of at most max (no sign, no leading "+"); false when
+ * arg is anything else or the number is larger. */
+bool parser_arg_number(const struct parser_arg *arg, uint64_t max, uint64_t *value_r);
 /* Gives the text of an nstring (quoted or literal; NIL gives NULL and 0); false otherwise. */
 bool parser_arg_nstring(const struct parser_arg *arg, const char **str_r, size_t *len_r);
 

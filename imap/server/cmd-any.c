@@ -87,6 +87,8 @@ void cmd_enable(struct cmd *c)
 			bit = ENABLED_QRESYNC | ENABLED_CONDSTORE; /* RFC 7162 3.2.3 */
 		newly |= bit & ~s->enabled;
 	}
+	if (newly & ENABLED_CONDSTORE)
+		session_enable_condstore(s);
 	s->enabled |= newly;
 	session_lit(s, "* ENABLED");
 	if (newly & ENABLED_CONDSTORE)

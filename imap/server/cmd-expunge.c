@@ -1,4 +1,5 @@
 /* EXPUNGE and UID EXPUNGE (RFC 4315 2.1): removes messages that carry \Deleted. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "imap/server/server-private.h"
@@ -26,6 +27,16 @@ void cmd_expunge(struct cmd *c)
 		cmd_fail(c, err, NULL);
 		return;
 	}
-	/* The EXPUNGE (or VANISHED) responses come from the sync before the tagged reply. */
+	/* The EXPUNGE (or VANISHED) responses come from the sync before the tagged reply; with
+	 * QRESYNC the tagged OK carries the new HIGHESTMODSEQ (RFC 7162 3.2.7). */
+	struct store_mailbox_status st;
+	char code[48];
+	if ((s->enabled & ENABLED_QRESYNC) &&
+	    store_mailbox_status(s->server->opts.store, s->view.id, &st) == IMAPQ_OK) {
+		snprintf(code, sizeof code, "HIGHESTMODSEQ %llu",
+			 (unsigned long long)st.highestmodseq);
+		cmd_ok(c, code, "EXPUNGE completed");
+		return;
+	}
 	cmd_ok(c, NULL, "EXPUNGE completed");
 }

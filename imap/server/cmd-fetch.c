@@ -8,6 +8,7 @@
 
 #include "imap/mail/mail.h"
 #include "imap/protocol/seqset.h"
+#include "imap/base/vec.h"
 #include "imap/server/server-private.h"
 
 #define FETCH_MAX_ITEMS 64
@@ -22,6 +23,8 @@ enum fetch_kind {
 	FETCH_BODY, /* BODY without a section: BODYSTRUCTURE without extensions */
 	FETCH_BODYSTRUCTURE,
 	FETCH_SECTION, /* BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */
+	/* ANNOTATION (entries attributes), RFC 5257 (cmd-annotate.c) */
+	FETCH_ANNOTATION,
 };
 
 struct fetch_item {
@@ -40,6 +43,7 @@ struct fetch_request {
 	bool needs_mail; /* a parsed message is needed */
 	bool sets_seen;	 /* a non-PEEK body section marks messages \Seen */
 	bool has_flags, has_uid, has_modseq;
+	struct annotate_fetch annotation;
 };
 
 static bool add_item(struct fetch_request *r, struct fetch_item item)
@@ -159,6 +163,12 @@ static bool parse_request(struct fetch_request *r, const struct parser_arg *a)
 	if (a->count == 0)
 		return false;
 	for (size_t i = 0; i < a->count; i++) {
+		if (parser_arg_is_atom(&a->list[i], "ANNOTATION") && i + 1 < a->count) {
+			if (!annotate_fetch_parse(&a->list[++i], &r->annotation) ||
+			    !add_item(r, (struct fetch_item){.kind = FETCH_ANNOTATION}))
+				return false;
+			continue;
+		}
 		if (!parse_item(r, &a->list[i]))
 			return false;
 	}
@@ -239,6 +249,10 @@ static imapq_err fetch_one(struct cmd *c, const struct fetch_request *r, struct 
 			return IMAPQ_OK;
 		view_note_echo(s, m->uid, m->modseq);
 		add_flags = !r->has_flags;
+		/* The implicit change is reported like a STORE's, with UID and MODSEQ (RFC 7162).
+		 */
+		if (s->enabled & ENABLED_CONDSTORE)
+			with_modseq = true;
 	}
 	struct body_reader br = {store, s->view.id, m->uid};
 	struct mail_reader reader = {.read = read_body, .ctx = &br, .size = m->size};
@@ -253,7 +267,7 @@ static imapq_err fetch_one(struct cmd *c, const struct fetch_request *r, struct 
 	bool first = true;
 	imapq_err err = IMAPQ_OK;
 	/* UID first when the client did not ask for it (UID FETCH always reports it). */
-	if (c->uid && !r->has_uid) {
+	if ((c->uid || (add_flags && (s->enabled & ENABLED_CONDSTORE))) && !r->has_uid) {
 		session_printf(s, "UID %u", m->uid);
 		first = false;
 	}
@@ -303,6 +317,9 @@ static imapq_err fetch_one(struct cmd *c, const struct fetch_request *r, struct 
 		case FETCH_SECTION:
 			err = write_section(s, it, mail, &reader, m->size);
 			break;
+		case FETCH_ANNOTATION:
+			annotate_fetch_write(s, &r->annotation, m);
+			break;
 		}
 	}
 	session_lit(s, ")\r\n");
@@ -324,17 +341,8 @@ static void collect_message(void *ctx, const struct store_message *m)
 	struct fetch_list *l = ctx;
 	if (l->failed || m->modseq <= l->changedsince)
 		return;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct store_message *p = realloc(l->items, cap * sizeof *p);
-		if (p == NULL) {
-			l->failed = true;
-			return;
-		}
-		l->items = p;
-		l->cap = cap;
-	}
-	l->items[l->n++] = *m;
+	if (!vec_push((void **)&l->items, &l->n, &l->cap, sizeof *m, m))
+		l->failed = true;
 }
 
 struct vanished_filter {
@@ -393,6 +401,8 @@ void cmd_fetch(struct cmd *c)
 	}
 	uint64_t since = 0;
 	bool vanished = false;
+	if (req.has_modseq)
+		session_enable_condstore(s);
 	if (c->count == 3) {
 		if (c->args[2].type != PARSER_ARG_LIST) {
 			cmd_bad(c, "Invalid FETCH modifiers");
@@ -400,7 +410,7 @@ void cmd_fetch(struct cmd *c)
 		}
 		if (!parse_modifiers(c, &c->args[2], &since, &vanished))
 			return;
-		s->enabled |= ENABLED_CONDSTORE; /* RFC 7162 3.1 */
+		session_enable_condstore(s);
 	}
 	struct uid_range *ranges;
 	size_t n;

@@ -368,7 +368,7 @@ void cmd_status(struct cmd *c)
 		} else if (parser_arg_is_atom(a, "HIGHESTMODSEQ")) {
 			item = "HIGHESTMODSEQ";
 			v = st.highestmodseq;
-			s->enabled |= ENABLED_CONDSTORE; /* RFC 7162 3.1 */
+			session_enable_condstore(s);
 		} else {
 			cmd_bad(c, "Unknown STATUS item");
 			return;

@@ -607,7 +607,7 @@ void cmd_search(struct cmd *c)
 	}
 	bool modseq = search_program_has_modseq(prog);
 	if (modseq)
-		s->enabled |= ENABLED_CONDSTORE; /* RFC 7162 3.1 */
+		session_enable_condstore(s);
 
 	/* Learn of new messages and expunges first: the answer then covers every message the
 	 * store holds, and sequence numbers account for expunges not yet announced. */

@@ -4,6 +4,7 @@
 
 #include "imap/base/limits.h"
 #include "imap/protocol/seqset.h"
+#include "imap/base/vec.h"
 #include "imap/server/server-private.h"
 
 /* The QRESYNC parameter: (uidvalidity modseq [known-uids [seq-match-data]]). */
@@ -13,6 +14,24 @@ struct qresync_param {
 	uint64_t modseq;
 	struct seqset *known; /* NULL means every UID */
 };
+
+/* True when arg is seq-match-data: (known-sequence-set known-uid-set), two sets of equal size
+ * without "*" (RFC 7162 3.2.5). */
+static bool seq_match_valid(const struct parser_arg *arg)
+{
+	if (arg->type != PARSER_ARG_LIST || arg->count != 2 ||
+	    arg->list[0].type != PARSER_ARG_ATOM || arg->list[1].type != PARSER_ARG_ATOM)
+		return false;
+	struct seqset *seqs = NULL, *uids = NULL;
+	bool ok = seqset_parse(arg->list[0].str, arg->list[0].len, 0, SEQSET_NO_STAR, &seqs) ==
+		      IMAPQ_OK &&
+		  seqset_parse(arg->list[1].str, arg->list[1].len, 0, SEQSET_NO_STAR, &uids) ==
+		      IMAPQ_OK &&
+		  seqset_size(seqs) == seqset_size(uids);
+	seqset_destroy(&seqs);
+	seqset_destroy(&uids);
+	return ok;
+}
 
 /* Parses the optional select parameter list; replies BAD and returns false when malformed. */
 static bool parse_select_params(struct cmd *c, const struct parser_arg *list, bool *condstore,
@@ -45,14 +64,20 @@ static bool parse_select_params(struct cmd *c, const struct parser_arg *list, bo
 			cmd_bad(c, "Invalid QRESYNC parameter");
 			return false;
 		}
-		if (p->count >= 3 && p->list[2].type == PARSER_ARG_ATOM) {
-			if (seqset_parse(p->list[2].str, p->list[2].len, 0, SEQSET_NO_STAR,
+		/* Then [known-uids] [seq-match-data], either may be absent (RFC 7162 3.2.5). */
+		size_t k = 2;
+		if (k < p->count && p->list[k].type == PARSER_ARG_ATOM) {
+			if (seqset_parse(p->list[k].str, p->list[k].len, 0, SEQSET_NO_STAR,
 					 &q->known) != IMAPQ_OK) {
 				cmd_bad(c, "Invalid known-uids");
 				return false;
 			}
-		} else if (p->count >= 3 && p->list[2].type != PARSER_ARG_LIST) {
-			cmd_bad(c, "Invalid known-uids");
+			k++;
+		}
+		if (k < p->count && seq_match_valid(&p->list[k]))
+			k++;
+		if (k != p->count) {
+			cmd_bad(c, "Invalid QRESYNC parameter");
 			return false;
 		}
 		q->present = true;
@@ -75,17 +100,8 @@ static void resync_changed(void *ctx, const struct store_message *m)
 	if (r->failed || m->uid > r->s->view.uid_max ||
 	    (r->known != NULL && !seqset_contains(r->known, m->uid)))
 		return;
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 64;
-		struct store_message *p = realloc(r->changed, cap * sizeof *p);
-		if (p == NULL) {
-			r->failed = true;
-			return;
-		}
-		r->changed = p;
-		r->cap = cap;
-	}
-	r->changed[r->n++] = *m;
+	if (!vec_push((void **)&r->changed, &r->n, &r->cap, sizeof *m, m))
+		r->failed = true;
 }
 
 static void resync_vanished(void *ctx, uint32_t lo, uint32_t hi)

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "imap/protocol/seqset.h"
+#include "imap/base/vec.h"
 #include "imap/server/server-private.h"
 
 struct store_result {
@@ -26,17 +27,9 @@ static void collect_result(void *ctx, const struct store_message *m,
 	struct store_results *r = ctx;
 	if (r->failed)
 		return;
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 16;
-		struct store_result *p = realloc(r->items, cap * sizeof *p);
-		if (p == NULL) {
-			r->failed = true;
-			return;
-		}
-		r->items = p;
-		r->cap = cap;
-	}
-	r->items[r->n++] = (struct store_result){*m, outcome};
+	struct store_result item = {*m, outcome};
+	if (!vec_push((void **)&r->items, &r->n, &r->cap, sizeof item, &item))
+		r->failed = true;
 }
 
 /* Parses "FLAGS", "+FLAGS", "-FLAGS" with an optional ".SILENT". */
@@ -73,8 +66,12 @@ void cmd_store(struct cmd *c)
 		if (!cmd_arg_number(c, &m->list[1], INT64_MAX, &since))
 			return;
 		conditional = true;
-		s->enabled |= ENABLED_CONDSTORE; /* RFC 7162 3.1 */
+		session_enable_condstore(s);
 		i = 2;
+	}
+	if (i < c->count && parser_arg_is_atom(&c->args[i], "ANNOTATION")) {
+		annotate_store(c, i, conditional ? &since : NULL); /* RFC 5257 (cmd-annotate.c) */
+		return;
 	}
 	enum store_flag_op op;
 	bool silent;
@@ -137,6 +134,9 @@ void cmd_store(struct cmd *c)
 			continue;
 		}
 		bool changed = res->outcome == STORE_CHANGED;
+		/* The session's own change is never reported back to it by the sync. */
+		if (changed)
+			view_note_echo(s, res->m.uid, res->m.modseq);
 		/* .SILENT still reports the new mod-sequence of a changed message (RFC 7162). */
 		if (silent && !(changed && condstore))
 			continue;
@@ -148,8 +148,6 @@ void cmd_store(struct cmd *c)
 		if (condstore)
 			session_printf(s, " MODSEQ (%llu)", (unsigned long long)res->m.modseq);
 		session_lit(s, ")\r\n");
-		if (changed)
-			view_note_echo(s, res->m.uid, res->m.modseq);
 	}
 	free(r.items);
 	if (err != IMAPQ_OK) {

@@ -38,6 +38,8 @@ static const struct cmd_def cmd_table[] = {
     {"STATUS", AUTH, cmd_status, false, false},
     {"APPEND", AUTH, cmd_append, false, false},
     {"IDLE", AUTH, cmd_idle, false, false},
+    {"GETMETADATA", AUTH, cmd_getmetadata, false, false},
+    {"SETMETADATA", AUTH, cmd_setmetadata, false, false},
     {"CHECK", SELECTED, cmd_check, false, false},
     {"CLOSE", SELECTED, cmd_close, false, false},
     {"UNSELECT", SELECTED, cmd_unselect, false, false},
@@ -62,7 +64,8 @@ void cmd_write_capabilities(struct session *s)
 {
 	session_printf(s,
 		       "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS "
-		       "ESEARCH MOVE CONDSTORE QRESYNC APPENDLIMIT=%llu",
+		       "ESEARCH MOVE CONDSTORE QRESYNC METADATA ANNOTATE-EXPERIMENT-1 "
+		       "APPENDLIMIT=%llu",
 		       (unsigned long long)IMAPQ_MAX_MESSAGE_SIZE);
 	if (s->state & STATE_NOT_AUTHENTICATED) {
 		if (s->loopback || s->server->opts.allow_plaintext)
@@ -166,21 +169,8 @@ bool cmd_arg_mailbox(struct cmd *c, size_t i, char *buf, size_t cap)
 
 bool cmd_arg_number(struct cmd *c, const struct parser_arg *arg, uint64_t max, uint64_t *value_r)
 {
-	if (arg->type != PARSER_ARG_ATOM || arg->len == 0 || arg->len > 20)
-		goto bad;
-	uint64_t v = 0;
-	for (size_t i = 0; i < arg->len; i++) {
-		char ch = arg->str[i];
-		if (ch < '0' || ch > '9')
-			goto bad;
-		uint64_t d = (uint64_t)(ch - '0');
-		if (v > (max - d) / 10)
-			goto bad;
-		v = v * 10 + d;
-	}
-	*value_r = v;
-	return true;
-bad:
+	if (parser_arg_number(arg, max, value_r))
+		return true;
 	cmd_bad(c, "Invalid number");
 	return false;
 }

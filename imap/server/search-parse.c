@@ -162,21 +162,8 @@ static bool next_number(struct parse_state *ps, struct arg_cursor *cur, uint64_t
 	const struct parser_arg *a = next_arg(ps, cur);
 	if (a == NULL)
 		return false;
-	if (a->type != PARSER_ARG_ATOM || a->len == 0 || a->len > 20)
-		goto bad;
-	uint64_t v = 0;
-	for (size_t i = 0; i < a->len; i++) {
-		char ch = a->str[i];
-		if (ch < '0' || ch > '9')
-			goto bad;
-		uint64_t d = (uint64_t)(ch - '0');
-		if (v > (max - d) / 10)
-			goto bad;
-		v = v * 10 + d;
-	}
-	*value_r = v;
-	return true;
-bad:
+	if (parser_arg_number(a, max, value_r))
+		return true;
 	fail(ps, IMAPQ_E_INVALID, "Invalid number in search key");
 	return false;
 }

@@ -35,11 +35,13 @@ struct view {
 	uint32_t id;
 	uint32_t uidvalidity;
 	bool readonly;
-	uint32_t uid_max;   /* highest UID announced with EXISTS */
-	uint32_t exists;    /* the count last announced */
-	uint64_t modseq;    /* flag changes and expunges up to this were reported */
-	uint32_t keywords;  /* keywords announced in FLAGS */
-	uint32_t recent_lo; /* UIDs in [recent_lo, recent_hi] are \Recent to this session */
+	uint32_t uid_max;      /* highest UID announced with EXISTS */
+	uint32_t exists;       /* the count last announced */
+	uint64_t modseq;       /* flag changes up to this were reported */
+	uint64_t xmodseq;      /* expunges up to this are announced or in pending[] */
+	uint64_t pending_base; /* mod-sequence before the first pending expunge */
+	uint32_t keywords;     /* keywords announced in FLAGS */
+	uint32_t recent_lo;    /* UIDs in [recent_lo, recent_hi] are \Recent to this session */
 	uint32_t recent_hi;
 	uint32_t *pending; /* ascending */
 	size_t npending, cappending;
@@ -141,6 +143,9 @@ bool session_done(const struct session *s);
 void session_accept(struct imap_server *server, int fd);
 /* Runs one parsed command. */
 void session_dispatch(struct session *s, const struct parser_command *pc);
+/* Turns CONDSTORE on for a CONDSTORE-enabling command (RFC 7162 3.1); the first one while a
+ * mailbox is selected also reports its HIGHESTMODSEQ. */
+void session_enable_condstore(struct session *s);
 /* Handles the response line of an AUTHENTICATE continuation (cmd-auth.c). */
 void session_auth_response(struct session *s, const char *line, size_t len);
 /* Handles a change notification while the session idles. */
@@ -156,6 +161,10 @@ void view_close(struct session *s);
 uint32_t view_msn(struct session *s, uint32_t uid);
 /* The UID of message sequence number msn, 0 when out of range. */
 uint32_t view_uid(struct session *s, uint32_t msn);
+/* Takes expunges the store made since the last look into pending[] without announcing them, so
+ * sequence numbers stay right; false when the session had to end (mailbox gone, or history
+ * folded past what it knew). */
+bool view_load_expunges(struct session *s);
 /* True when uid is expunged in the store but not yet announced to this session. */
 bool view_is_pending(const struct session *s, uint32_t uid);
 /* Sends untagged updates for what changed since the last sync: EXISTS/RECENT for new messages,
@@ -230,6 +239,28 @@ cmd_handler cmd_store, cmd_expunge, cmd_copy, cmd_move;
 cmd_handler cmd_fetch;
 cmd_handler cmd_search;
 cmd_handler cmd_idle;
+cmd_handler cmd_getmetadata, cmd_setmetadata;
+
+/* --- cmd-metadata.c, cmd-annotate.c: METADATA (RFC 5464), per-message ANNOTATE (RFC 5257) --- */
+
+/* Parses a decimal number without leading zeros; false unless it lies in [min, max]. */
+bool metadata_parse_number(const char *str, size_t len, uint32_t min, uint32_t max, uint32_t *v_r);
+
+/* What a FETCH ANNOTATION item asked for: entry patterns (pointing into the command) and the
+ * attributes as bits (value.priv, value.shared, size.priv, size.shared). */
+struct annotate_fetch {
+	const struct parser_arg *entries; /* NULL until parsed */
+	size_t nentries;
+	unsigned attribs;
+};
+/* Parses the "(entries attributes)" list that follows the ANNOTATION fetch item into *r (zeroed
+ * by the caller); false when it is malformed or r already holds a request. */
+bool annotate_fetch_parse(const struct parser_arg *a, struct annotate_fetch *r);
+/* Writes "ANNOTATION (...)" for message m. */
+void annotate_fetch_write(struct session *s, const struct annotate_fetch *r,
+			  const struct store_message *m);
+/* Runs a STORE whose item args[i] is ANNOTATION; unchangedsince is NULL without the modifier. */
+void annotate_store(struct cmd *c, size_t i, const uint64_t *unchangedsince);
 
 /* --- server.c --- */
 

@@ -131,7 +131,12 @@ imapq_err imap_server_create(const struct imap_server_options *opts, struct imap
 		free(server);
 		return err;
 	}
-	store_set_commit_hook(opts->store, commit_hook, server);
+	err = store_add_commit_hook(opts->store, commit_hook, server);
+	if (err != IMAPQ_OK) {
+		loop_timer_cancel(&server->tick);
+		free(server);
+		return err;
+	}
 	store_set_change_hook(opts->store, change_hook, server);
 	*server_r = server;
 	return IMAPQ_OK;
@@ -231,7 +236,7 @@ void imap_server_destroy(struct imap_server **serverp)
 	if (server == NULL)
 		return;
 	*serverp = NULL;
-	store_set_commit_hook(server->opts.store, NULL, NULL);
+	store_remove_commit_hook(server->opts.store, commit_hook, server);
 	store_set_change_hook(server->opts.store, NULL, NULL);
 	close_listeners(server);
 	while (server->sessions != NULL)

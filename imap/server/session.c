@@ -374,6 +374,18 @@ static void on_io(void *arg, unsigned events)
 		session_destroy(s);
 }
 
+void session_enable_condstore(struct session *s)
+{
+	if (s->enabled & ENABLED_CONDSTORE)
+		return;
+	s->enabled |= ENABLED_CONDSTORE;
+	struct store_mailbox_status st;
+	if ((s->state & STATE_SELECTED) &&
+	    store_mailbox_status(s->server->opts.store, s->view.id, &st) == IMAPQ_OK)
+		session_printf(s, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
+			       (unsigned long long)st.highestmodseq);
+}
+
 void session_idle_update(struct session *s)
 {
 	if (!s->idling || !(s->state & STATE_SELECTED))

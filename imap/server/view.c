@@ -6,6 +6,7 @@
 
 #include "imap/base/limits.h"
 #include "imap/base/log.h"
+#include "imap/base/vec.h"
 #include "imap/server/server-private.h"
 
 /* Index of the first pending UID >= uid. */
@@ -61,6 +62,9 @@ static uint32_t store_rank(struct session *s, uint32_t uid)
 uint32_t view_msn(struct session *s, uint32_t uid)
 {
 	const struct view *v = &s->view;
+	/* An expunge made meanwhile by another thread must count before ranks are read. */
+	if (!view_load_expunges(s))
+		return 0;
 	if (uid == 0 || uid > v->uid_max)
 		return 0;
 	size_t below = pending_lower_bound(v, uid);
@@ -76,6 +80,8 @@ uint32_t view_msn(struct session *s, uint32_t uid)
 uint32_t view_uid(struct session *s, uint32_t msn)
 {
 	const struct view *v = &s->view;
+	if (!view_load_expunges(s))
+		return 0;
 	if (msn == 0 || msn > v->exists)
 		return 0;
 	/* Walk the pending UIDs in order: each sits at position rank + index + 1 of the view. */
@@ -191,6 +197,7 @@ imapq_err view_open(struct session *s, uint32_t id, bool readonly)
 	v->readonly = readonly;
 	v->uid_max = st.uidnext - 1;
 	v->modseq = st.highestmodseq;
+	v->xmodseq = st.highestmodseq;
 	v->exists = store_rank(s, v->uid_max);
 	uint32_t floor = server_recent_claim(s->server, id, readonly ? 0 : v->uid_max);
 	if (floor <= v->uid_max) {
@@ -240,17 +247,8 @@ static void collect_change(void *ctx, const struct store_message *m)
 	struct change_list *l = ctx;
 	if (m->uid > l->uid_max || l->failed)
 		return;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct store_message *p = realloc(l->items, cap * sizeof *p);
-		if (p == NULL) {
-			l->failed = true;
-			return;
-		}
-		l->items = p;
-		l->cap = cap;
-	}
-	l->items[l->n++] = *m;
+	if (!vec_push((void **)&l->items, &l->n, &l->cap, sizeof *m, m))
+		l->failed = true;
 }
 
 struct expunge_list {
@@ -311,18 +309,46 @@ static void view_lost(struct session *s)
 	session_close_after_output(s);
 }
 
-void view_sync(struct session *s, bool allow_expunge)
+bool view_load_expunges(struct session *s)
 {
 	struct store *store = s->server->opts.store;
 	struct view *v = &s->view;
 	if (!(s->state & STATE_SELECTED))
-		return;
+		return false;
 	struct store_mailbox_status st;
 	if (store_mailbox_status(store, v->id, &st) != IMAPQ_OK ||
 	    st.uidvalidity != v->uidvalidity) {
 		view_lost(s);
-		return;
+		return false;
 	}
+	if (st.highestmodseq <= v->xmodseq)
+		return true;
+	size_t before = v->npending;
+	struct expunge_list el = {.v = v, .uid_max = v->uid_max};
+	imapq_err err = store_expunged_since(store, v->id, v->xmodseq, collect_expunged, &el);
+	if (err != IMAPQ_OK || el.failed) {
+		/* Sequence numbers can no longer be kept right. */
+		log_warn(SERVER_LOG, "%s: expunge history unavailable; ending session", s->peer);
+		session_lit(s, "* BYE Too many changes to follow; select the mailbox again\r\n");
+		view_close(s);
+		session_close_after_output(s);
+		return false;
+	}
+	if (before == 0 && v->npending > 0)
+		v->pending_base = v->xmodseq;
+	v->xmodseq = st.highestmodseq;
+	return true;
+}
+
+void view_sync(struct session *s, bool allow_expunge)
+{
+	struct store *store = s->server->opts.store;
+	struct view *v = &s->view;
+	if (!view_load_expunges(s))
+		return;
+	struct store_mailbox_status st;
+	if (store_mailbox_status(store, v->id, &st) != IMAPQ_OK)
+		return;
 
 	/* New keywords change the mailbox's flag list (RFC 3501 7.2.6). */
 	if (st.keywords != v->keywords) {
@@ -331,19 +357,6 @@ void view_sync(struct session *s, bool allow_expunge)
 	}
 
 	if (st.highestmodseq > v->modseq) {
-		struct expunge_list el = {.v = v, .uid_max = v->uid_max};
-		imapq_err err =
-		    store_expunged_since(store, v->id, v->modseq, collect_expunged, &el);
-		if (err != IMAPQ_OK || el.failed) {
-			/* Sequence numbers can no longer be kept right. */
-			log_warn(SERVER_LOG, "%s: expunge history unavailable; ending session",
-				 s->peer);
-			session_lit(
-			    s, "* BYE Too many changes to follow; select the mailbox again\r\n");
-			view_close(s);
-			session_close_after_output(s);
-			return;
-		}
 		struct change_list cl = {.uid_max = v->uid_max};
 		store_changed_since(store, v->id, v->modseq, collect_change, &cl);
 		for (size_t i = 0; i < cl.n; i++) {
@@ -360,6 +373,11 @@ void view_sync(struct session *s, bool allow_expunge)
 		v->modseq = st.highestmodseq;
 	}
 
+	/* While expunges must wait (FETCH, STORE, SEARCH), the client must not take the
+	 * mod-sequences it saw as covering them (RFC 7162 3.2.10): point it below the first one. */
+	if (!allow_expunge && v->npending > 0 && (s->enabled & ENABLED_CONDSTORE))
+		session_printf(s, "* OK [HIGHESTMODSEQ %llu] Expunges pending\r\n",
+			       (unsigned long long)v->pending_base);
 	if (allow_expunge)
 		announce_expunges(s);
 

@@ -29,7 +29,7 @@
  * removed since the previous repack, so it is amortized O(1) per removal. Only append repacks,
  * so cursors survive update and remove. Repacking allocates nothing and cannot fail.
  *
- * Memory at steady state: 40 bytes per message, plus about 1.3 bytes per slot of indexes with
+ * Memory at steady state: 48 bytes per message, plus about 1.3 bytes per slot of indexes with
  * eight predicates (held at up to twice the slot count while growing), plus under one chunk. */
 #include "imap/store/msgtable.h"
 
@@ -528,6 +528,16 @@ void msgtable_update(struct msgtable *t, uint32_t uid, uint64_t flags, uint64_t 
 	m->flags = flags;
 	m->modseq = modseq;
 	note_modseq(t, s, modseq);
+}
+
+void msgtable_set_queue(struct msgtable *t, uint32_t uid, uint32_t attempts, uint32_t due)
+{
+	uint64_t s = slot_find(t, uid);
+
+	if (s != BITINDEX_NONE) {
+		slot_msg(t, s)->attempts = attempts;
+		slot_msg(t, s)->due = due;
+	}
 }
 
 void msgtable_set_loc(struct msgtable *t, uint32_t uid, uint64_t loc)

@@ -10,7 +10,7 @@
 
 #include "imap/base/error.h"
 
-/* One message's metadata: 40 bytes. */
+/* One message's metadata: 48 bytes. */
 struct msg {
 	uint32_t uid;
 	uint32_t size; /* body bytes */
@@ -18,6 +18,8 @@ struct msg {
 	uint64_t flags;	      /* system flags and keyword bits, as in store.h */
 	uint64_t loc;	      /* journal location of the body */
 	int64_t internaldate; /* seconds since the epoch */
+	uint32_t attempts;    /* times the message gained the claim keyword */
+	uint32_t due;	      /* seconds since the epoch: lease end or not-before, 0 for none */
 };
 
 struct msgtable;
@@ -41,6 +43,9 @@ const struct msg *msgtable_find(const struct msgtable *t, uint32_t uid);
 
 /* Sets flags and modseq of an existing message, keeping every index current. O(log n). */
 void msgtable_update(struct msgtable *t, uint32_t uid, uint64_t flags, uint64_t modseq);
+
+/* Sets the queue fields of an existing message; no index depends on them. O(log n). */
+void msgtable_set_queue(struct msgtable *t, uint32_t uid, uint32_t attempts, uint32_t due);
 
 /* Sets the body location of an existing message (compaction moves bodies). */
 void msgtable_set_loc(struct msgtable *t, uint32_t uid, uint64_t loc);

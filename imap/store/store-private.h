@@ -19,19 +19,36 @@
 #define STORE_LOG "store"
 
 /* Journal bytes an ack needs once its message exists: a flags record and an expunge record with
- * one entry each (8-byte head plus a 20- or 12-byte entry), each in the journal's 24-byte record
+ * one entry each (8-byte head plus a 28- or 12-byte entry), each in the journal's 24-byte record
  * framing. */
-#define STORE_ACK_RESERVE (2 * 24 + (8 + 20) + (8 + 12))
+#define STORE_ACK_RESERVE (2 * 24 + (8 + 28) + (8 + 12))
 
 /* Entries per flags or expunge record, so one record's meta stays far below 1 MiB. */
 #define STORE_RECORD_MAX_ENTRIES 32768
 
 struct store_uidmap;
 
+/* Durability subscribers at most: the IMAP server and the HTTP front, with room to spare. */
+#define STORE_COMMIT_HOOKS_MAX 4
+
+/* One durability subscriber (see store_add_commit_hook). */
+struct store_commit_hook {
+	journal_commit_fn *fn;
+	void *arg;
+};
+
 /* One metadata entry of a mailbox. */
 struct store_annotation {
 	char *key;
 	char *value;
+};
+
+/* The per-mailbox settings (STORE_SETTING_* annotations) the store caches as numbers. */
+enum store_setting_index {
+	STORE_SET_LEASE,
+	STORE_SET_MAX_ATTEMPTS,
+	STORE_SET_RETENTION,
+	STORE_NSETTINGS
 };
 
 /* One mailbox; owned by the store's tables. */
@@ -49,6 +66,7 @@ struct mailbox {
 	char *name;
 	char **keywords; /* nkeywords names, index = keyword number */
 	struct store_annotation *annotations;
+	uint32_t settings[STORE_NSETTINGS]; /* parsed setting annotations, 0 when unset */
 	struct msgtable *msgs;
 	struct expunge_log *expunged;
 	struct store_uidmap *replay; /* messages while the journal replays, else NULL */
@@ -102,9 +120,16 @@ struct store {
 	pthread_t compact_thread;
 	bool compact_running;
 	bool stopping;
+	/* Told of durability advances (see store_add_commit_hook); guarded by hooks_lock, which
+	 * is held while they run. */
+	pthread_mutex_t hooks_lock;
+	struct store_commit_hook commit_hooks[STORE_COMMIT_HOOKS_MAX];
 	/* Told of every change, under the lock (see store_set_change_hook). */
 	store_change_fn *change_fn;
 	void *change_arg;
+	/* Told of every message transition, under the lock (see store_set_message_hook). */
+	store_message_hook_fn *msg_hook_fn;
+	void *msg_hook_arg;
 };
 
 /* --- store_mailbox.c --- */
@@ -137,12 +162,29 @@ void store_mailboxes_each(struct store *s, void (*fn)(struct store *, struct mai
 /* The mask of flag bits valid in mb: system flags and its defined keywords. */
 uint64_t store_mailbox_flag_mask(const struct mailbox *mb);
 
-/* --- store_msgops.c: message primitives that keep counters, reserve and segment bytes --- */
+/* --- store_settings.c --- */
 
+/* The setting a metadata key names (compared as annotation keys are), or -1 for other keys. */
+int store_setting_of_key(const char *key, size_t klen);
+/* Parses a setting value: a decimal from 1 to IMAPQ_MAX_QUEUE_SETTING without sign, spaces or
+ * leading zeros; false when it is not one. */
+bool store_setting_parse(const char *value, size_t vlen, uint32_t *v_r);
+/* Re-derives mb's cached setting after the annotation key was set to value (NULL: deleted); a
+ * value that does not parse (only a damaged journal holds one) counts as unset. */
+void store_setting_note(struct mailbox *mb, const char *key, size_t klen, const char *value,
+			size_t vlen);
+/* The setting's value in mb, or its default when unset. */
+uint32_t store_setting_get(const struct mailbox *mb, enum store_setting_index k);
+
+/* --- store_msgops.c: message primitives that keep counters, reserve and segment bytes, and
+ * tell the message hook of every live transition (never during replay) --- */
+
+/* The public view of a message. */
+struct store_message store_public_msg(const struct msg *m);
 const struct msg *store_msg_find(struct mailbox *mb, uint32_t uid);
 imapq_err store_msg_add(struct store *s, struct mailbox *mb, const struct msg *m);
-void store_msg_update(struct store *s, struct mailbox *mb, uint32_t uid, uint64_t flags,
-		      uint64_t modseq);
+/* Gives the message m->uid the flags, modseq, attempts and due of m. */
+void store_msg_update(struct store *s, struct mailbox *mb, const struct msg *m);
 void store_msg_set_loc(struct store *s, struct mailbox *mb, uint32_t uid, uint64_t loc);
 /* Removes uid; false when absent. Records the expunge at modseq when expunge_modseq is non-0. */
 bool store_msg_remove(struct store *s, struct mailbox *mb, uint32_t uid, uint64_t expunge_modseq,
@@ -155,6 +197,13 @@ void store_segment_note_expunge(struct store *s, struct mailbox *mb, uint32_t nu
 				uint64_t modseq);
 
 /* --- store_messages.c --- */
+
+/* True when ranges are well-formed: each lo <= hi, ascending and disjoint. */
+bool store_ranges_valid(const struct uid_range *ranges, size_t n);
+/* Calls fn for every message of mb in ranges (all when n is 0), ascending. The table must not
+ * change while this runs. */
+void store_each_in_ranges(struct mailbox *mb, const struct uid_range *ranges, size_t n,
+			  void (*fn)(void *, const struct msg *), void *ctx);
 
 /* Re-writes m (body and current state) as a carried record and points the message at it. */
 imapq_err store_message_carry(struct store *s, struct mailbox *mb, const struct msg *m,

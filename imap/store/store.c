@@ -129,9 +129,43 @@ imapq_err store_wait(struct store *s, uint64_t lsn)
 	return lsn ? journal_wait(s->journal, lsn) : IMAPQ_OK;
 }
 
-void store_set_commit_hook(struct store *s, journal_commit_fn *fn, void *arg)
+/* The journal's one commit hook: passes each durability advance on to every subscriber. */
+static void commit_dispatch(void *arg, uint64_t durable_lsn)
 {
-	journal_set_commit_hook(s->journal, fn, arg);
+	struct store *s = arg;
+	pthread_mutex_lock(&s->hooks_lock);
+	for (size_t i = 0; i < STORE_COMMIT_HOOKS_MAX; i++) {
+		if (s->commit_hooks[i].fn != NULL)
+			s->commit_hooks[i].fn(s->commit_hooks[i].arg, durable_lsn);
+	}
+	pthread_mutex_unlock(&s->hooks_lock);
+}
+
+imapq_err store_add_commit_hook(struct store *s, journal_commit_fn *fn, void *arg)
+{
+	imapq_err err = IMAPQ_E_LIMIT;
+	pthread_mutex_lock(&s->hooks_lock);
+	for (size_t i = 0; i < STORE_COMMIT_HOOKS_MAX; i++) {
+		if (s->commit_hooks[i].fn == NULL) {
+			s->commit_hooks[i] = (struct store_commit_hook){.fn = fn, .arg = arg};
+			err = IMAPQ_OK;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->hooks_lock);
+	return err;
+}
+
+void store_remove_commit_hook(struct store *s, journal_commit_fn *fn, void *arg)
+{
+	pthread_mutex_lock(&s->hooks_lock);
+	for (size_t i = 0; i < STORE_COMMIT_HOOKS_MAX; i++) {
+		if (s->commit_hooks[i].fn == fn && s->commit_hooks[i].arg == arg) {
+			s->commit_hooks[i] = (struct store_commit_hook){0};
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->hooks_lock);
 }
 
 void store_set_change_hook(struct store *s, store_change_fn *fn, void *arg)
@@ -139,6 +173,14 @@ void store_set_change_hook(struct store *s, store_change_fn *fn, void *arg)
 	pthread_mutex_lock(&s->lock);
 	s->change_fn = fn;
 	s->change_arg = arg;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void store_set_message_hook(struct store *s, store_message_hook_fn *fn, void *arg)
+{
+	pthread_mutex_lock(&s->lock);
+	s->msg_hook_fn = fn;
+	s->msg_hook_arg = arg;
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -197,6 +239,7 @@ static void store_free(struct store *s)
 	pthread_mutex_destroy(&s->compact_lock);
 	pthread_mutex_destroy(&s->compact_run);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->hooks_lock);
 	free(s);
 }
 
@@ -216,6 +259,7 @@ imapq_err store_open(const struct store_options *opts, struct store_report *repo
 	if (!s)
 		return IMAPQ_E_NOMEM;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->hooks_lock, NULL);
 	pthread_mutex_init(&s->compact_lock, NULL);
 	pthread_mutex_init(&s->compact_run, NULL);
 	pthread_cond_init(&s->compact_cond, NULL);
@@ -232,6 +276,8 @@ imapq_err store_open(const struct store_options *opts, struct store_report *repo
 	if (err == IMAPQ_OK)
 		err = settle_segments(s);
 	pthread_mutex_unlock(&s->lock);
+	if (err == IMAPQ_OK)
+		journal_set_commit_hook(s->journal, commit_dispatch, s);
 	if (err == IMAPQ_OK && !store_mailbox_by_name(s, "INBOX"))
 		err = store_mailbox_create(s, "INBOX", NULL, NULL);
 	if (err == IMAPQ_OK && opts->auto_compact)

@@ -58,10 +58,33 @@ struct store_message {
 	uint64_t modseq;
 	uint64_t flags;
 	int64_t internaldate; /* seconds since the epoch */
+	uint32_t attempts;    /* times the message gained the claim keyword (STORE_CLAIM_KEYWORD) */
+	uint32_t due;	      /* seconds since the epoch: lease end while claimed, not-before while
+				 delayed; 0 for none */
 };
+
+/* The engine's claim primitive. A message that gains the keyword STORE_CLAIM_KEYWORD counts an
+ * attempt and, unless the same change sets its due time, gets due = now + the mailbox's lease
+ * (STORE_SETTING_LEASE); losing the keyword clears the due time unless the change sets one. Both
+ * happen atomically with the conditional store that claims, so a worker's receipt (the new
+ * mod-sequence) covers its lease. */
+#define STORE_CLAIM_KEYWORD "$Claimed"
+#define STORE_DELAY_KEYWORD "$Delayed"
+
+/* Per-mailbox settings, kept as annotations (RFC 5464 entry names) and validated when set:
+ * decimal seconds or counts. The store reads the lease itself; the others are for queue/. */
+#define STORE_SETTING_LEASE	   "/shared/vendor/imapq/lease-seconds"
+#define STORE_SETTING_MAX_ATTEMPTS "/shared/vendor/imapq/max-attempts"
+#define STORE_SETTING_RETENTION	   "/shared/vendor/imapq/dead-retention-seconds"
+#define STORE_DEFAULT_LEASE	   30
+#define STORE_DEFAULT_MAX_ATTEMPTS 5
+#define STORE_DEFAULT_RETENTION	   (7 * 24 * 3600)
 
 struct store_mailbox_status {
 	uint32_t id;
+	uint32_t lease;	       /* STORE_SETTING_LEASE, or STORE_DEFAULT_LEASE */
+	uint32_t max_attempts; /* STORE_SETTING_MAX_ATTEMPTS, or STORE_DEFAULT_MAX_ATTEMPTS */
+	uint32_t retention;    /* STORE_SETTING_RETENTION, or STORE_DEFAULT_RETENTION */
 	uint32_t uidvalidity;
 	uint32_t uidnext;
 	uint32_t messages;
@@ -80,8 +103,15 @@ void store_close(struct store **store);
 
 /* Blocks until the change with this LSN is durable. */
 imapq_err store_wait(struct store *s, uint64_t lsn);
-/* Called from the journal's flusher whenever durability advances (see journal_set_commit_hook). */
-void store_set_commit_hook(struct store *s, journal_commit_fn *fn, void *arg);
+/* Subscribes fn(arg, durable_lsn) to durability advances: it is called from the journal's
+ * flusher thread (see journal_commit_fn) each time the durable LSN grows, and once with an
+ * unchanged LSN when the journal fails. Calls are serialized with each other and with
+ * store_remove_commit_hook(), so fn may take its own locks but must not call into the store or
+ * block. IMAPQ_E_LIMIT when the few slots (STORE_COMMIT_HOOKS_MAX) are taken. */
+imapq_err store_add_commit_hook(struct store *s, journal_commit_fn *fn, void *arg);
+/* Unsubscribes the pair (fn, arg); once this returns fn is not running and is never called
+ * again for it. Removing a pair that is not subscribed does nothing. */
+void store_remove_commit_hook(struct store *s, journal_commit_fn *fn, void *arg);
 
 /* --- Mailboxes. Names are UTF-8, "/"-separated, validated here (no empty levels, no control
  * characters, at most IMAPQ_MAX_MAILBOX_NAME bytes). "INBOX" is case-insensitive. A mailbox's id
@@ -103,12 +133,17 @@ typedef void store_mailbox_fn(void *ctx, uint32_t id, const char *name);
 void store_mailbox_list(struct store *s, store_mailbox_fn *fn, void *ctx);
 imapq_err store_mailbox_status(struct store *s, uint32_t id, struct store_mailbox_status *st_r);
 
-/* Per-mailbox metadata (RFC 5464 entries, queue settings). value NULL deletes the key. */
+/* Per-mailbox metadata (RFC 5464 entries, queue settings). value NULL deletes the key. The
+ * STORE_SETTING_* keys take a decimal number from 1 to 31536000 (IMAPQ_E_INVALID otherwise). */
 imapq_err store_annotation_set(struct store *s, uint32_t id, const char *key, const char *value,
 			       uint64_t *lsn_r);
 /* Copies the value into buf; IMAPQ_E_NOTFOUND when unset. */
 imapq_err store_annotation_get(struct store *s, uint32_t id, const char *key, char *buf,
 			       size_t cap);
+typedef void store_annotation_fn(void *ctx, const char *key, const char *value);
+/* Calls fn for every annotation of mailbox id, in no set order, with the store's lock held: fn
+ * only copies what it needs. */
+imapq_err store_annotation_list(struct store *s, uint32_t id, store_annotation_fn *fn, void *ctx);
 
 /* Finds keyword name in mailbox id and returns its index k (flag bit STORE_KEYWORD(k)). With
  * create, defines it when missing (IMAPQ_E_LIMIT past IMAPQ_MAX_KEYWORDS); *lsn_r is then the
@@ -160,6 +195,29 @@ imapq_err store_flags(struct store *s, uint32_t id, const struct uid_range *rang
 		      enum store_flag_op op, uint64_t flags, const uint64_t *unchangedsince,
 		      store_flag_fn *fn, void *ctx, uint64_t *lsn_r);
 
+/* A change of flags and queue fields, for store_update(). */
+struct store_update {
+	enum store_flag_op op;
+	uint64_t flags;
+	const uint64_t *unchangedsince; /* NULL: unconditional */
+	bool set_due;			/* also set due (0 clears it); this alone is a change, so a
+					   lease renewal always moves the mod-sequence */
+	uint32_t due;
+};
+
+/* store_flags() with queue fields: applies u to each message in ranges with the same rules and
+ * outcomes (a message changes when its flags or, with set_due, its due time are written). */
+imapq_err store_update(struct store *s, uint32_t id, const struct uid_range *ranges, size_t n,
+		       const struct store_update *u, store_flag_fn *fn, void *ctx, uint64_t *lsn_r);
+
+/* Moves one message to dst when its mod-sequence is at most unchangedsince (IMAPQ_E_MODIFIED
+ * otherwise, IMAPQ_E_NOTFOUND when it is gone), atomically: dead-lettering must not take a job
+ * that a worker claimed a moment before. The copy keeps flags, attempts and internal date;
+ * clear_flags are removed from it and its due time is cleared. */
+imapq_err store_move_if_unchanged(struct store *s, uint32_t src, uint32_t uid,
+				  uint64_t unchangedsince, uint32_t dst, uint64_t clear_flags,
+				  uint32_t *dst_uid_r, uint64_t *lsn_r);
+
 typedef void store_uid_fn(void *ctx, uint32_t uid);
 /* Removes the messages in ranges (every message when n is 0) that carry \Deleted; fn sees each
  * removed UID. Expunges raise HIGHESTMODSEQ and enter the expunge history. */
@@ -210,6 +268,13 @@ uint64_t store_durable_lsn(struct store *s);
  * to mailbox id: it must only note the id and wake someone. */
 typedef void store_change_fn(void *arg, uint32_t id);
 void store_set_change_hook(struct store *s, store_change_fn *fn, void *arg);
+
+/* Called (with the store's mutex held) for every message that is appended (before NULL),
+ * changed, or expunged or moved away (after NULL), with its state before and after. For the queue
+ * layer's lease and delay timers and long-poll wake-ups: note and return, never call the store. */
+typedef void store_message_hook_fn(void *arg, uint32_t id, const struct store_message *before,
+				   const struct store_message *after);
+void store_set_message_hook(struct store *s, store_message_hook_fn *fn, void *arg);
 
 /* --- Maintenance --- */
 

@@ -510,6 +510,9 @@ imapq_err store_mailbox_status(struct store *s, uint32_t id, struct store_mailbo
 	if (mb) {
 		*st_r = (struct store_mailbox_status){
 		    .id = mb->id,
+		    .lease = store_setting_get(mb, STORE_SET_LEASE),
+		    .max_attempts = store_setting_get(mb, STORE_SET_MAX_ATTEMPTS),
+		    .retention = store_setting_get(mb, STORE_SET_RETENTION),
 		    .uidvalidity = mb->uidvalidity,
 		    .uidnext = mb->uidnext,
 		    .messages = msgtable_count(mb->msgs),
@@ -641,6 +644,8 @@ imapq_err store_annotation_put(struct mailbox *mb, const char *key, size_t klen,
 {
 	int i = annotation_lookup(mb, key, klen);
 	if (!value) {
+		/* Noted first: key may be the stored key that is freed below. */
+		store_setting_note(mb, key, klen, NULL, 0);
 		if (i >= 0) {
 			free(mb->annotations[i].key);
 			free(mb->annotations[i].value);
@@ -654,6 +659,7 @@ imapq_err store_annotation_put(struct mailbox *mb, const char *key, size_t klen,
 	if (i >= 0) {
 		free(mb->annotations[i].value);
 		mb->annotations[i].value = v;
+		store_setting_note(mb, key, klen, value, vlen);
 		return IMAPQ_OK;
 	}
 	struct store_annotation *a =
@@ -668,6 +674,7 @@ imapq_err store_annotation_put(struct mailbox *mb, const char *key, size_t klen,
 		return mb->nannotations >= IMAPQ_MAX_ANNOTATIONS ? IMAPQ_E_LIMIT : IMAPQ_E_NOMEM;
 	}
 	a[mb->nannotations++] = (struct store_annotation){.key = k, .value = v};
+	store_setting_note(mb, key, klen, value, vlen);
 	return IMAPQ_OK;
 }
 
@@ -676,10 +683,14 @@ imapq_err store_annotation_set(struct store *s, uint32_t id, const char *key, co
 {
 	size_t klen = key ? strlen(key) : 0;
 	size_t vlen = value ? strlen(value) : 0;
+	uint32_t number;
 	if (!annotation_key_valid(key, klen))
 		return IMAPQ_E_INVALID;
 	if (vlen > IMAPQ_MAX_ANNOTATION_VALUE)
 		return IMAPQ_E_TOOBIG;
+	if (value && store_setting_of_key(key, klen) >= 0 &&
+	    !store_setting_parse(value, vlen, &number))
+		return IMAPQ_E_INVALID;
 	uint64_t lsn = 0;
 	imapq_err err = IMAPQ_OK;
 	pthread_mutex_lock(&s->lock);
@@ -725,4 +736,15 @@ imapq_err store_annotation_get(struct store *s, uint32_t id, const char *key, ch
 				: copy_out(mb->annotations[i].value, buf, cap);
 	pthread_mutex_unlock(&s->lock);
 	return err;
+}
+
+imapq_err store_annotation_list(struct store *s, uint32_t id, store_annotation_fn *fn, void *ctx)
+{
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *mb = store_mailbox_by_id(s, id);
+	if (mb)
+		for (uint32_t i = 0; i < mb->nannotations; i++)
+			fn(ctx, mb->annotations[i].key, mb->annotations[i].value);
+	pthread_mutex_unlock(&s->lock);
+	return mb ? IMAPQ_OK : IMAPQ_E_NONEXISTENT;
 }

@@ -1,5 +1,6 @@
-/* Message operations: append, fetch, flags (with the exact UNCHANGEDSINCE test), expunge, copy
- * and move, the claim index and the CONDSTORE/QRESYNC queries. */
+/* Message operations: append, fetch, expunge, copy and move (with the conditional move that
+ * dead-lettering uses), the claim index and the CONDSTORE/QRESYNC queries. Flag changes live in
+ * store_update.c. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,8 +10,7 @@
 #include "imap/store/store-private.h"
 #include "imap/store/store_records.h"
 
-/* True when ranges are well-formed: each lo <= hi, ascending and disjoint. */
-static bool ranges_valid(const struct uid_range *ranges, size_t n)
+bool store_ranges_valid(const struct uid_range *ranges, size_t n)
 {
 	if (n && !ranges)
 		return false;
@@ -23,10 +23,8 @@ static bool ranges_valid(const struct uid_range *ranges, size_t n)
 	return true;
 }
 
-/* Calls fn for every message of mb in ranges (all when n is 0), ascending. The table must not
- * change while this runs. */
-static void each_in_ranges(struct mailbox *mb, const struct uid_range *ranges, size_t n,
-			   void (*fn)(void *, const struct msg *), void *ctx)
+void store_each_in_ranges(struct mailbox *mb, const struct uid_range *ranges, size_t n,
+			  void (*fn)(void *, const struct msg *), void *ctx)
 {
 	static const struct uid_range all = {0, UINT32_MAX};
 	if (n == 0) {
@@ -39,16 +37,6 @@ static void each_in_ranges(struct mailbox *mb, const struct uid_range *ranges, s
 		     m && m->uid <= ranges[i].hi; m = msgtable_next(mb->msgs, &c))
 			fn(ctx, m);
 	}
-}
-
-/* The public view of a message. */
-static struct store_message public_msg(const struct msg *m)
-{
-	return (struct store_message){.uid = m->uid,
-				      .size = m->size,
-				      .modseq = m->modseq,
-				      .flags = m->flags,
-				      .internaldate = m->internaldate};
 }
 
 imapq_err store_append(struct store *s, uint32_t id, uint64_t flags, int64_t internaldate,
@@ -112,12 +100,12 @@ imapq_err store_message_get(struct store *s, uint32_t id, uint32_t uid, struct s
 	struct mailbox *mb = store_mailbox_by_id(s, id);
 	const struct msg *m = mb ? msgtable_find(mb->msgs, uid) : NULL;
 	if (m)
-		*m_r = public_msg(m);
+		*m_r = store_public_msg(m);
 	pthread_mutex_unlock(&s->lock);
 	return !mb ? IMAPQ_E_NONEXISTENT : m ? IMAPQ_OK : IMAPQ_E_NOTFOUND;
 }
 
-/* Adapts each_in_ranges to a store_message_fn. */
+/* Adapts store_each_in_ranges to a store_message_fn. */
 struct visit_ctx {
 	store_message_fn *fn;
 	void *ctx;
@@ -126,20 +114,20 @@ struct visit_ctx {
 static void visit_message(void *arg, const struct msg *m)
 {
 	struct visit_ctx *v = arg;
-	struct store_message pm = public_msg(m);
+	struct store_message pm = store_public_msg(m);
 	v->fn(v->ctx, &pm);
 }
 
 imapq_err store_messages(struct store *s, uint32_t id, const struct uid_range *ranges, size_t n,
 			 store_message_fn *fn, void *ctx)
 {
-	if (!ranges_valid(ranges, n) || !fn)
+	if (!store_ranges_valid(ranges, n) || !fn)
 		return IMAPQ_E_INVALID;
 	pthread_mutex_lock(&s->lock);
 	struct mailbox *mb = store_mailbox_by_id(s, id);
 	struct visit_ctx v = {fn, ctx};
 	if (mb)
-		each_in_ranges(mb, ranges, n, visit_message, &v);
+		store_each_in_ranges(mb, ranges, n, visit_message, &v);
 	pthread_mutex_unlock(&s->lock);
 	return mb ? IMAPQ_OK : IMAPQ_E_NONEXISTENT;
 }
@@ -203,131 +191,6 @@ imapq_err store_uid_of_seq(struct store *s, uint32_t id, uint32_t seq, uint32_t 
 	*uid_r = uid;
 	pthread_mutex_unlock(&s->lock);
 	return !mb ? IMAPQ_E_NONEXISTENT : uid ? IMAPQ_OK : IMAPQ_E_NOTFOUND;
-}
-
-/* --- Flags --- */
-
-/* One message's planned outcome in a flags call. */
-struct flag_item {
-	struct store_message m;
-	enum store_flag_outcome outcome;
-};
-
-struct flag_plan {
-	enum store_flag_op op;
-	uint64_t flags;
-	const uint64_t *unchangedsince;
-	uint64_t modseq; /* last mod-sequence handed out */
-	struct flag_item *items;
-	size_t n, cap;
-	size_t changed;
-	bool nomem;
-};
-
-/* Decides one message's outcome: fail on UNCHANGEDSINCE first, whatever the store would do. */
-static void plan_flags(void *arg, const struct msg *m)
-{
-	struct flag_plan *p = arg;
-	if (p->nomem)
-		return;
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 16;
-		struct flag_item *v = realloc(p->items, cap * sizeof *v);
-		if (!v) {
-			p->nomem = true;
-			return;
-		}
-		p->items = v;
-		p->cap = cap;
-	}
-	struct flag_item *it = &p->items[p->n++];
-	it->m = public_msg(m);
-	if (p->unchangedsince && m->modseq > *p->unchangedsince) {
-		it->outcome = STORE_FAILED;
-		return;
-	}
-	uint64_t f = p->op == STORE_FLAGS_SET	? p->flags
-		     : p->op == STORE_FLAGS_ADD ? m->flags | p->flags
-						: m->flags & ~p->flags;
-	if (f == m->flags) {
-		it->outcome = STORE_UNCHANGED;
-		return;
-	}
-	it->outcome = STORE_CHANGED;
-	it->m.flags = f;
-	it->m.modseq = ++p->modseq;
-	p->changed++;
-}
-
-/* Logs and applies the changed items in records of at most STORE_RECORD_MAX_ENTRIES. */
-static imapq_err commit_flags(struct store *s, struct mailbox *mb, struct flag_plan *p,
-			      uint64_t *lsn_r)
-{
-	size_t i = 0;
-	while (i < p->n) {
-		struct store_buf b = {0};
-		size_t start = i, count = 0;
-		store_buf_u32(&b, mb->id);
-		store_buf_u32(&b, 0);
-		for (; i < p->n && count < STORE_RECORD_MAX_ENTRIES; i++) {
-			if (p->items[i].outcome != STORE_CHANGED)
-				continue;
-			store_buf_u32(&b, p->items[i].m.uid);
-			store_buf_u64(&b, p->items[i].m.modseq);
-			store_buf_u64(&b, p->items[i].m.flags);
-			count++;
-		}
-		store_buf_put_u32_at(&b, 4, (uint32_t)count);
-		imapq_err err = IMAPQ_OK;
-		if (count)
-			err = store_buf_failed(&b) ? IMAPQ_E_NOMEM
-						   : store_log(s, JOURNAL_SHRINK, STORE_REC_FLAGS,
-							       b.data, b.len, NULL, lsn_r, NULL);
-		store_buf_free(&b);
-		if (err != IMAPQ_OK)
-			return err;
-		for (size_t k = start; k < i; k++) {
-			const struct store_message *m = &p->items[k].m;
-			if (p->items[k].outcome != STORE_CHANGED)
-				continue;
-			store_msg_update(s, mb, m->uid, m->flags, m->modseq);
-			mb->highestmodseq = m->modseq;
-		}
-	}
-	return IMAPQ_OK;
-}
-
-imapq_err store_flags(struct store *s, uint32_t id, const struct uid_range *ranges, size_t n,
-		      enum store_flag_op op, uint64_t flags, const uint64_t *unchangedsince,
-		      store_flag_fn *fn, void *ctx, uint64_t *lsn_r)
-{
-	if (!ranges_valid(ranges, n) || op > STORE_FLAGS_REMOVE)
-		return IMAPQ_E_INVALID;
-	uint64_t lsn = 0;
-	imapq_err err = IMAPQ_OK;
-	struct flag_plan p = {.op = op, .flags = flags, .unchangedsince = unchangedsince};
-	pthread_mutex_lock(&s->lock);
-	struct mailbox *mb = store_mailbox_by_id(s, id);
-	if (!mb) {
-		err = IMAPQ_E_NONEXISTENT;
-	} else if (flags & ~store_mailbox_flag_mask(mb)) {
-		err = IMAPQ_E_INVALID;
-	} else {
-		p.modseq = mb->highestmodseq;
-		each_in_ranges(mb, ranges, n, plan_flags, &p);
-		if (p.nomem)
-			err = IMAPQ_E_NOMEM;
-		else if (p.changed)
-			err = commit_flags(s, mb, &p, &lsn);
-		else
-			lsn = journal_append_lsn(s->journal);
-		for (size_t i = 0; err == IMAPQ_OK && fn && i < p.n; i++)
-			fn(ctx, &p.items[i].m, p.items[i].outcome);
-		store_finish_write(s, id);
-	}
-	pthread_mutex_unlock(&s->lock);
-	free(p.items);
-	return store_done(s, err, lsn, lsn_r);
 }
 
 /* --- Expunge, copy, move --- */
@@ -399,7 +262,7 @@ static imapq_err expunge_uids(struct store *s, struct mailbox *mb, const uint32_
 imapq_err store_expunge(struct store *s, uint32_t id, const struct uid_range *ranges, size_t n,
 			store_uid_fn *fn, void *ctx, uint64_t *lsn_r)
 {
-	if (!ranges_valid(ranges, n))
+	if (!store_ranges_valid(ranges, n))
 		return IMAPQ_E_INVALID;
 	uint64_t lsn = 0;
 	imapq_err err = IMAPQ_OK;
@@ -409,7 +272,7 @@ imapq_err store_expunge(struct store *s, uint32_t id, const struct uid_range *ra
 	if (!mb) {
 		err = IMAPQ_E_NONEXISTENT;
 	} else {
-		each_in_ranges(mb, ranges, n, collect_expunge, &l);
+		store_each_in_ranges(mb, ranges, n, collect_expunge, &l);
 		if (l.nomem)
 			err = IMAPQ_E_NOMEM;
 		else if (l.n)
@@ -517,10 +380,9 @@ static imapq_err read_body(struct store *s, const struct msg *m, void **data_r, 
 	return IMAPQ_OK;
 }
 
-/* Appends a copy of m (its body re-written) to dst as record type, with the given state. */
-static imapq_err write_message(struct store *s, struct mailbox *dst, uint8_t type,
-			       const struct msg *m, uint32_t uid, uint64_t modseq, uint64_t flags,
-			       uint64_t *lsn_r, uint64_t *loc_r)
+/* Writes message m's body again as a record of type whose state is rm. */
+static imapq_err write_message(struct store *s, uint8_t type, const struct msg *m,
+			       const struct store_rec_message *rm, uint64_t *lsn_r, uint64_t *loc_r)
 {
 	void *data;
 	uint32_t crc;
@@ -528,13 +390,8 @@ static imapq_err write_message(struct store *s, struct mailbox *dst, uint8_t typ
 	if (err != IMAPQ_OK)
 		return err;
 	struct journal_body body = {.data = data, .fd = -1, .len = m->size, .crc = crc};
-	struct store_rec_message rm = {.id = dst->id,
-				       .uid = uid,
-				       .modseq = modseq,
-				       .flags = flags,
-				       .internaldate = m->internaldate};
 	struct store_buf b = {0};
-	store_rec_message_encode(&b, &rm);
+	store_rec_message_encode(&b, rm);
 	err = store_buf_failed(&b)
 		  ? IMAPQ_E_NOMEM
 		  : store_log(s, type == STORE_REC_CARRIED ? JOURNAL_SHRINK : JOURNAL_GROW, type,
@@ -548,82 +405,136 @@ imapq_err store_message_carry(struct store *s, struct mailbox *mb, const struct 
 			      uint64_t *lsn_r)
 {
 	uint64_t loc = 0;
-	imapq_err err =
-	    write_message(s, mb, STORE_REC_CARRIED, m, m->uid, m->modseq, m->flags, lsn_r, &loc);
+	struct store_rec_message rm = {.id = mb->id,
+				       .uid = m->uid,
+				       .modseq = m->modseq,
+				       .flags = m->flags,
+				       .internaldate = m->internaldate,
+				       .attempts = m->attempts,
+				       .due = m->due};
+	imapq_err err = write_message(s, STORE_REC_CARRIED, m, &rm, lsn_r, &loc);
 	if (err == IMAPQ_OK)
 		store_msg_set_loc(s, mb, m->uid, loc);
 	return err;
 }
 
-/* Copies the snapshot l into dst, calling fn for each; stops at the first failure. */
+/* Copies the snapshot l into dst, calling fn for each; stops at the first failure. A copy keeps
+ * flags (minus clear_flags, in the source's numbering), attempts and internal date; its due time
+ * belongs to the source queue's timers and starts cleared. */
 static imapq_err copy_messages(struct store *s, struct mailbox *dst, const struct msg_list *l,
-			       const unsigned *kmap, store_copy_fn *fn, void *ctx, uint64_t *lsn_r)
+			       const unsigned *kmap, uint64_t clear_flags, store_copy_fn *fn,
+			       void *ctx, uint32_t *dst_uid_r, uint64_t *lsn_r)
 {
 	for (size_t i = 0; i < l->n; i++) {
 		const struct msg *m = &l->v[i];
-		uint32_t uid = dst->uidnext;
-		uint64_t modseq = dst->highestmodseq + 1, loc = 0,
-			 flags = map_flags(m->flags, kmap);
-		imapq_err err =
-		    write_message(s, dst, STORE_REC_APPEND, m, uid, modseq, flags, lsn_r, &loc);
+		struct store_rec_message rm = {.id = dst->id,
+					       .uid = dst->uidnext,
+					       .modseq = dst->highestmodseq + 1,
+					       .flags = map_flags(m->flags & ~clear_flags, kmap),
+					       .internaldate = m->internaldate,
+					       .attempts = m->attempts};
+		uint64_t loc = 0;
+		imapq_err err = write_message(s, STORE_REC_APPEND, m, &rm, lsn_r, &loc);
 		if (err != IMAPQ_OK)
 			return err;
 		struct msg copy = *m;
-		copy.uid = uid;
-		copy.modseq = modseq;
-		copy.flags = flags;
+		copy.uid = rm.uid;
+		copy.modseq = rm.modseq;
+		copy.flags = rm.flags;
+		copy.due = 0;
 		copy.loc = loc;
 		dst->uidnext++;
-		dst->highestmodseq = modseq;
+		dst->highestmodseq = rm.modseq;
 		err = store_msg_add(s, dst, &copy);
 		if (err != IMAPQ_OK)
 			return err;
+		if (dst_uid_r)
+			*dst_uid_r = rm.uid;
 		if (fn)
-			fn(ctx, m->uid, uid);
+			fn(ctx, m->uid, rm.uid);
 	}
 	return IMAPQ_OK;
+}
+
+/* Copies (and with move, expunges) the snapshot l of from into to, under the lock; tells the
+ * change hook about from when messages left it. */
+static imapq_err transfer(struct store *s, struct mailbox *from, struct mailbox *to,
+			  const struct msg_list *l, uint64_t clear_flags, bool move,
+			  store_copy_fn *fn, void *ctx, uint32_t *dst_uid_r, uint64_t *lsn_r)
+{
+	unsigned kmap[IMAPQ_MAX_KEYWORDS] = {0};
+	struct uid_list moved = {0};
+	imapq_err err = IMAPQ_OK;
+	if ((uint64_t)to->uidnext + l->n >= UINT32_MAX)
+		err = IMAPQ_E_LIMIT;
+	else
+		err = map_keywords(s, from, to, l->flags_union & ~clear_flags, kmap, lsn_r);
+	if (err == IMAPQ_OK)
+		err = copy_messages(s, to, l, kmap, clear_flags, fn, ctx, dst_uid_r, lsn_r);
+	for (size_t i = 0; err == IMAPQ_OK && move && i < l->n; i++)
+		uid_list_push(&moved, l->v[i].uid);
+	if (err == IMAPQ_OK && moved.nomem)
+		err = IMAPQ_E_NOMEM;
+	if (err == IMAPQ_OK && moved.n)
+		err = expunge_uids(s, from, moved.v, moved.n, NULL, NULL, lsn_r);
+	if (err == IMAPQ_OK && *lsn_r == 0)
+		*lsn_r = journal_append_lsn(s->journal);
+	if (move && s->change_fn != NULL)
+		s->change_fn(s->change_arg, from->id);
+	free(moved.v);
+	return err;
 }
 
 imapq_err store_copy(struct store *s, uint32_t src, const struct uid_range *ranges, size_t n,
 		     uint32_t dst, bool move, store_copy_fn *fn, void *ctx, uint64_t *lsn_r)
 {
-	if (!ranges_valid(ranges, n))
+	if (!store_ranges_valid(ranges, n))
 		return IMAPQ_E_INVALID;
 	uint64_t lsn = 0;
 	imapq_err err = IMAPQ_OK;
 	struct msg_list l = {0};
-	struct uid_list moved = {0};
-	unsigned kmap[IMAPQ_MAX_KEYWORDS] = {0};
 	pthread_mutex_lock(&s->lock);
 	struct mailbox *from = store_mailbox_by_id(s, src);
 	struct mailbox *to = store_mailbox_by_id(s, dst);
 	if (!from || !to) {
 		err = IMAPQ_E_NONEXISTENT;
 	} else {
-		each_in_ranges(from, ranges, n, collect_msg, &l);
-		if (l.nomem)
-			err = IMAPQ_E_NOMEM;
-		else if ((uint64_t)to->uidnext + l.n >= UINT32_MAX)
-			err = IMAPQ_E_LIMIT;
-		else
-			err = map_keywords(s, from, to, l.flags_union, kmap, &lsn);
-		if (err == IMAPQ_OK)
-			err = copy_messages(s, to, &l, kmap, fn, ctx, &lsn);
-		for (size_t i = 0; err == IMAPQ_OK && move && i < l.n; i++)
-			uid_list_push(&moved, l.v[i].uid);
-		if (err == IMAPQ_OK && moved.nomem)
-			err = IMAPQ_E_NOMEM;
-		if (err == IMAPQ_OK && moved.n)
-			err = expunge_uids(s, from, moved.v, moved.n, NULL, NULL, &lsn);
-		if (err == IMAPQ_OK && lsn == 0)
-			lsn = journal_append_lsn(s->journal);
-		if (move && s->change_fn != NULL)
-			s->change_fn(s->change_arg, from->id);
+		store_each_in_ranges(from, ranges, n, collect_msg, &l);
+		err = l.nomem ? IMAPQ_E_NOMEM
+			      : transfer(s, from, to, &l, 0, move, fn, ctx, NULL, &lsn);
 		store_finish_write(s, to->id);
 	}
 	pthread_mutex_unlock(&s->lock);
 	free(l.v);
-	free(moved.v);
+	return store_done(s, err, lsn, lsn_r);
+}
+
+imapq_err store_move_if_unchanged(struct store *s, uint32_t src, uint32_t uid,
+				  uint64_t unchangedsince, uint32_t dst, uint64_t clear_flags,
+				  uint32_t *dst_uid_r, uint64_t *lsn_r)
+{
+	uint64_t lsn = 0;
+	uint32_t dst_uid = 0;
+	imapq_err err = IMAPQ_OK;
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *from = store_mailbox_by_id(s, src);
+	struct mailbox *to = store_mailbox_by_id(s, dst);
+	const struct msg *m = from ? msgtable_find(from->msgs, uid) : NULL;
+	if (!from || !to) {
+		err = IMAPQ_E_NONEXISTENT;
+	} else if (!m) {
+		err = IMAPQ_E_NOTFOUND;
+	} else if (m->modseq > unchangedsince) {
+		err = IMAPQ_E_MODIFIED;
+	} else {
+		struct msg snapshot = *m;
+		struct msg_list l = {.v = &snapshot, .n = 1, .cap = 1, .flags_union = m->flags};
+		err = transfer(s, from, to, &l, clear_flags, true, NULL, NULL, &dst_uid, &lsn);
+		store_finish_write(s, to->id);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (err == IMAPQ_OK && dst_uid_r)
+		*dst_uid_r = dst_uid;
 	return store_done(s, err, lsn, lsn_r);
 }
 
@@ -662,7 +573,7 @@ imapq_err store_changed_since(struct store *s, uint32_t id, uint64_t modseq, sto
 		struct msgtable_cursor c = {0};
 		for (const struct msg *m; (m = msgtable_changed_next(mb->msgs, modseq, &c));
 		     c.slot++) {
-			struct store_message pm = public_msg(m);
+			struct store_message pm = store_public_msg(m);
 			fn(ctx, &pm);
 		}
 	}

@@ -1,12 +1,39 @@
 /* Message primitives shared by live operations, replay and compaction. Each keeps the counters
- * (per mailbox and store-wide), the journal reserve and the per-segment live bytes current, so
- * no caller has to remember them. While the journal replays, messages live in a UID map and only
- * the map changes; store_replay_finish() then computes the accounting once. */
+ * (per mailbox and store-wide), the journal reserve and the per-segment live bytes current, and
+ * tells the message hook of the transition, so no caller has to remember them. While the journal
+ * replays, messages live in a UID map and only the map changes; store_replay_finish() then
+ * computes the accounting once. Replay and compaction (which only moves bodies) never call the
+ * message hook. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "imap/base/log.h"
 #include "imap/store/store-private.h"
+
+struct store_message store_public_msg(const struct msg *m)
+{
+	return (struct store_message){.uid = m->uid,
+				      .size = m->size,
+				      .modseq = m->modseq,
+				      .flags = m->flags,
+				      .internaldate = m->internaldate,
+				      .attempts = m->attempts,
+				      .due = m->due};
+}
+
+/* Tells the message hook that a message of mb went from before to after (either may be NULL). */
+static void notify(struct store *s, struct mailbox *mb, const struct msg *before,
+		   const struct msg *after)
+{
+	if (s->replaying || s->msg_hook_fn == NULL)
+		return;
+	struct store_message b = {0}, a = {0};
+	if (before)
+		b = store_public_msg(before);
+	if (after)
+		a = store_public_msg(after);
+	s->msg_hook_fn(s->msg_hook_arg, mb->id, before ? &b : NULL, after ? &a : NULL);
+}
 
 const struct msg *store_msg_find(struct mailbox *mb, uint32_t uid)
 {
@@ -64,7 +91,7 @@ static imapq_err replay_add(struct store *s, struct mailbox *mb, const struct ms
 		const struct msg *old = msgtable_find(mb->msgs, m->uid);
 		if (old != NULL) {
 			/* A carried copy replaces the message's state and location. */
-			store_msg_update(s, mb, m->uid, m->flags, m->modseq);
+			store_msg_update(s, mb, m);
 			store_msg_set_loc(s, mb, m->uid, m->loc);
 			return IMAPQ_OK;
 		}
@@ -100,28 +127,33 @@ imapq_err store_msg_add(struct store *s, struct mailbox *mb, const struct msg *m
 	s->live_bytes += m->size;
 	store_segment_account(s, m->loc, m->size);
 	reserve_for(s, 1);
+	notify(s, mb, NULL, m);
 	return IMAPQ_OK;
 }
 
-void store_msg_update(struct store *s, struct mailbox *mb, uint32_t uid, uint64_t flags,
-		      uint64_t modseq)
+void store_msg_update(struct store *s, struct mailbox *mb, const struct msg *m)
 {
 	if (mb->replay) {
-		const struct msg *old = store_uidmap_find(mb->replay, uid);
+		const struct msg *old = store_uidmap_find(mb->replay, m->uid);
 		if (old) {
-			struct msg m = *old;
-			m.flags = flags;
-			m.modseq = modseq;
-			store_uidmap_put(&mb->replay, &m);
+			struct msg next = *old;
+			next.flags = m->flags;
+			next.modseq = m->modseq;
+			next.attempts = m->attempts;
+			next.due = m->due;
+			store_uidmap_put(&mb->replay, &next);
 		}
 		return;
 	}
-	const struct msg *old = msgtable_find(mb->msgs, uid);
-	if (!old)
+	const struct msg *found = msgtable_find(mb->msgs, m->uid);
+	if (!found)
 		return;
-	count_flags(mb, old->flags, -1);
-	count_flags(mb, flags, 1);
-	msgtable_update(mb->msgs, uid, flags, modseq);
+	struct msg before = *found;
+	count_flags(mb, before.flags, -1);
+	count_flags(mb, m->flags, 1);
+	msgtable_update(mb->msgs, m->uid, m->flags, m->modseq);
+	msgtable_set_queue(mb->msgs, m->uid, m->attempts, m->due);
+	notify(s, mb, &before, msgtable_find(mb->msgs, m->uid));
 }
 
 void store_msg_set_loc(struct store *s, struct mailbox *mb, uint32_t uid, uint64_t loc)
@@ -159,6 +191,7 @@ bool store_msg_remove(struct store *s, struct mailbox *mb, uint32_t uid, uint64_
 		s->live_bytes -= m.size;
 		store_segment_account(s, m.loc, -(int64_t)m.size);
 		reserve_for(s, -1);
+		notify(s, mb, &m, NULL);
 	}
 	if (expunge_modseq) {
 		/* The log needs non-decreasing mod-sequences; a hostile journal may not give them.

@@ -144,6 +144,8 @@ void store_rec_message_encode(struct store_buf *b, const struct store_rec_messag
 	store_buf_u64(b, m->modseq);
 	store_buf_u64(b, m->flags);
 	store_buf_u64(b, (uint64_t)m->internaldate);
+	store_buf_u32(b, m->attempts);
+	store_buf_u32(b, m->due);
 }
 
 imapq_err store_rec_message_decode(const void *meta, size_t len, struct store_rec_message *m_r)
@@ -155,9 +157,29 @@ imapq_err store_rec_message_decode(const void *meta, size_t len, struct store_re
 	m_r->modseq = store_read_u64(&r);
 	m_r->flags = store_read_u64(&r);
 	m_r->internaldate = (int64_t)store_read_u64(&r);
+	m_r->attempts = store_read_u32(&r);
+	m_r->due = store_read_u32(&r);
 	if (!store_reader_done(&r) || m_r->uid == 0 || m_r->modseq == 0)
 		return IMAPQ_E_CORRUPT;
 	return IMAPQ_OK;
+}
+
+void store_rec_state_encode(struct store_buf *b, const struct store_rec_state *st)
+{
+	store_buf_u32(b, st->uid);
+	store_buf_u64(b, st->modseq);
+	store_buf_u64(b, st->flags);
+	store_buf_u32(b, st->attempts);
+	store_buf_u32(b, st->due);
+}
+
+void store_rec_state_decode(struct store_reader *r, struct store_rec_state *st_r)
+{
+	st_r->uid = store_read_u32(r);
+	st_r->modseq = store_read_u64(r);
+	st_r->flags = store_read_u64(r);
+	st_r->attempts = store_read_u32(r);
+	st_r->due = store_read_u32(r);
 }
 
 imapq_err store_rec_mailbox_state_decode(struct store_reader *r,

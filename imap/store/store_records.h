@@ -17,8 +17,8 @@ enum store_rec_type {
 	STORE_REC_MAILBOX_RENAME = 3, /* u32 count, then {u32 id, u16 len, name} */
 	STORE_REC_KEYWORD = 4,	      /* u32 id, u8 index, u8 len, name */
 	STORE_REC_ANNOTATION = 5,     /* u32 id, u16 klen, key, u8 set, [u32 vlen, value] */
-	STORE_REC_APPEND = 6,	      /* u32 id, u32 uid, u64 modseq, u64 flags, i64 date; body */
-	STORE_REC_FLAGS = 7,	      /* u32 id, u32 count, then {u32 uid, u64 modseq, u64 flags} */
+	STORE_REC_APPEND = 6,	      /* store_rec_message; body = the message */
+	STORE_REC_FLAGS = 7,	      /* u32 id, u32 count, then count store_rec_state entries */
 	STORE_REC_EXPUNGE = 8,	      /* u32 id, u32 count, then {u32 uid, u64 modseq} */
 	STORE_REC_CHECKPOINT = 9,     /* u32 next id, u32 last uidvalidity, u32 mailboxes */
 	STORE_REC_CHECKPOINT_MAILBOX = 10, /* see store_rec_mailbox_state */
@@ -62,18 +62,38 @@ const uint8_t *store_read_bytes(struct store_reader *r, size_t len);
 /* True when the whole input was read without running past its end. */
 bool store_reader_done(const struct store_reader *r);
 
-/* A message's state as APPEND and CARRIED records hold it. */
+/* A message's state as APPEND and CARRIED records hold it, encoded in this order: u32 id,
+ * u32 uid, u64 modseq, u64 flags, i64 internal date, u32 attempts, u32 due. */
 struct store_rec_message {
 	uint32_t id;
 	uint32_t uid;
 	uint64_t modseq;
 	uint64_t flags;
 	int64_t internaldate;
+	uint32_t attempts;
+	uint32_t due;
 };
 
 void store_rec_message_encode(struct store_buf *b, const struct store_rec_message *m);
 /* IMAPQ_E_CORRUPT when meta is not exactly one message header. */
 imapq_err store_rec_message_decode(const void *meta, size_t len, struct store_rec_message *m_r);
+
+/* One entry of a FLAGS record: a message's full mutable state after the change. */
+struct store_rec_state {
+	uint32_t uid;
+	uint64_t modseq;
+	uint64_t flags;
+	uint32_t attempts;
+	uint32_t due;
+};
+
+/* Encoded bytes of one FLAGS record entry: u32 uid, u64 modseq, u64 flags, u32 attempts,
+ * u32 due. */
+#define STORE_REC_STATE_BYTES 28
+
+void store_rec_state_encode(struct store_buf *b, const struct store_rec_state *st);
+/* Reads one entry; r->failed is set when fewer than STORE_REC_STATE_BYTES remain. */
+void store_rec_state_decode(struct store_reader *r, struct store_rec_state *st_r);
 
 /* The head of a CHECKPOINT_MAILBOX record; keywords and annotations follow and are read with
  * store_rec_mailbox_state_decode's reader, left positioned after the head. */

@@ -245,7 +245,9 @@ static imapq_err replay_message(struct store *s, const struct journal_record *re
 			.modseq = rm.modseq,
 			.flags = rm.flags & store_mailbox_flag_mask(mb),
 			.loc = rec->body_loc,
-			.internaldate = rm.internaldate};
+			.internaldate = rm.internaldate,
+			.attempts = rm.attempts,
+			.due = rm.due};
 	cover(mb, rm.uid, rm.modseq);
 	return store_msg_add(s, mb, &m);
 }
@@ -255,16 +257,21 @@ static imapq_err replay_flags(struct store *s, const struct journal_record *rec)
 	struct store_reader r;
 	store_reader_init(&r, rec->meta, rec->meta_len);
 	uint32_t id = store_read_u32(&r), count = store_read_u32(&r);
-	if (r.failed || (uint64_t)count * 20 != r.left)
+	if (r.failed || (uint64_t)count * STORE_REC_STATE_BYTES != r.left)
 		return skip(rec, "malformed flags");
 	struct mailbox *mb = store_mailbox_by_id(s, id);
 	for (uint32_t i = 0; mb && i < count; i++) {
-		uint32_t uid = store_read_u32(&r);
-		uint64_t modseq = store_read_u64(&r), flags = store_read_u64(&r);
-		if (!store_msg_find(mb, uid) || uid >= mb->uidnext)
+		struct store_rec_state st;
+		store_rec_state_decode(&r, &st);
+		if (!store_msg_find(mb, st.uid) || st.uid >= mb->uidnext || st.modseq == 0)
 			continue;
-		store_msg_update(s, mb, uid, flags & store_mailbox_flag_mask(mb), modseq);
-		cover(mb, uid, modseq);
+		struct msg m = {.uid = st.uid,
+				.modseq = st.modseq,
+				.flags = st.flags & store_mailbox_flag_mask(mb),
+				.attempts = st.attempts,
+				.due = st.due};
+		store_msg_update(s, mb, &m);
+		cover(mb, st.uid, st.modseq);
 	}
 	return IMAPQ_OK;
 }

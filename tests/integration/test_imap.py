@@ -17,6 +17,15 @@ def message(i):
     return MESSAGE % (i, i, i)
 
 
+def modseq_in(lines, prefix="* "):
+    """The MODSEQ of the first FETCH line among lines that starts with prefix."""
+    for line in lines:
+        m = re.search(r"FETCH \(.*MODSEQ \((\d+)\)", line)
+        if line.startswith(prefix) and m:
+            return int(m.group(1))
+    raise AssertionError("no MODSEQ in %r" % (lines,))
+
+
 class ImapTestCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -239,7 +248,7 @@ class Claims(ImapTestCase):
             untagged, _ = workers[0].command("UID SEARCH UNKEYWORD $Claimed")
             uid = int(untagged[0].split()[-1])
             untagged, _ = workers[0].command("UID FETCH %d (FLAGS MODSEQ)" % uid)
-            modseq = int(re.search(r"MODSEQ \((\d+)\)", untagged[0]).group(1))
+            modseq = modseq_in(untagged)
             barrier = threading.Barrier(8)
             results = [None] * 8
 
@@ -266,10 +275,10 @@ class Claims(ImapTestCase):
                                 "UNDELETED")
         uid = int(re.search(r"MIN (\d+)", untagged[0]).group(1))
         untagged, _ = c.command("UID FETCH %d (FLAGS MODSEQ)" % uid)
-        modseq = int(re.search(r"MODSEQ \((\d+)\)", untagged[0]).group(1))
+        modseq = modseq_in(untagged)
         untagged, tagged = c.command(
             "UID STORE %d (UNCHANGEDSINCE %d) +FLAGS.SILENT ($Claimed)" % (uid, modseq))
-        receipt = int(re.search(r"MODSEQ \((\d+)\)", untagged[0]).group(1))
+        receipt = modseq_in(untagged)
         self.assertGreater(receipt, modseq)
         # A stale receipt cannot ack.
         untagged, tagged = c.command(
@@ -295,7 +304,7 @@ class Claims(ImapTestCase):
         _, tagged = c.command("UID STORE 1 (UNCHANGEDSINCE 0) +FLAGS.SILENT ($Claimed)")
         self.assertIn("[MODIFIED 1]", tagged)
         untagged, _ = c.command("UID FETCH 1 (MODSEQ)")
-        modseq = int(re.search(r"MODSEQ \((\d+)\)", untagged[0]).group(1))
+        modseq = modseq_in(untagged)
         # Passing the test but changing nothing gives no echo, so no worker thinks it won.
         untagged, tagged = c.command(
             "UID STORE 1 (UNCHANGEDSINCE %d) +FLAGS.SILENT ($Claimed)" % modseq)

@@ -1,6 +1,7 @@
-/* Crash-recovery tests of the store: a seeded random workload, then torn tails at every record
- * boundary and inside records of the newest segment, random bit flips, compaction and restarts.
- * The recovered state must always be the state after some prefix of the operations. */
+/* Crash-recovery tests of the store: a seeded random workload (claims, releases and lease
+ * renewals included), then torn tails at every record boundary and inside records of the newest
+ * segment, random bit flips, compaction and restarts. The recovered state must always be the
+ * state after some prefix of the operations. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,7 +26,9 @@
 #define SEGMENT_BYTES (6 * 1024)
 #define OPS	      260
 
-static const char *const annotation_keys[] = {"/shared/lease", "/shared/max", "/private/x"};
+static const char *const annotation_keys[] = {"/shared/lease", "/shared/max", "/private/x",
+					      STORE_SETTING_LEASE, STORE_SETTING_MAX_ATTEMPTS};
+#define NKEYS (sizeof annotation_keys / sizeof *annotation_keys)
 static const char *const names[] = {"q0", "q1", "q1/dead", "q2", "q3", "moved", "moved/dead"};
 #define NNAMES (sizeof names / sizeof *names)
 
@@ -123,16 +126,18 @@ static char *dump(struct store *s, bool lenient)
 		struct store_mailbox_status st;
 		assert_int_equal(store_mailbox_name(s, ids.id[i], name, sizeof name), IMAPQ_OK);
 		assert_int_equal(store_mailbox_status(s, ids.id[i], &st), IMAPQ_OK);
-		tprintf(
-		    &t, "mailbox %u %s uv=%u next=%u hms=%llu n=%u unseen=%u del=%u bytes=%llu\n",
-		    st.id, name, st.uidvalidity, st.uidnext, (unsigned long long)st.highestmodseq,
-		    st.messages, st.unseen, st.deleted, (unsigned long long)st.bytes);
+		tprintf(&t,
+			"mailbox %u %s uv=%u next=%u hms=%llu n=%u unseen=%u del=%u bytes=%llu "
+			"lease=%u max=%u ret=%u\n",
+			st.id, name, st.uidvalidity, st.uidnext,
+			(unsigned long long)st.highestmodseq, st.messages, st.unseen, st.deleted,
+			(unsigned long long)st.bytes, st.lease, st.max_attempts, st.retention);
 		for (unsigned k = 0; k < st.keywords; k++) {
 			assert_int_equal(store_keyword_name(s, st.id, k, buf, sizeof buf),
 					 IMAPQ_OK);
 			tprintf(&t, " kw %u %s\n", k, buf);
 		}
-		for (size_t a = 0; a < sizeof annotation_keys / sizeof *annotation_keys; a++)
+		for (size_t a = 0; a < NKEYS; a++)
 			if (store_annotation_get(s, st.id, annotation_keys[a], buf, sizeof buf) ==
 			    IMAPQ_OK)
 				tprintf(&t, " ann %s=%s\n", annotation_keys[a], buf);
@@ -144,10 +149,11 @@ static char *dump(struct store *s, bool lenient)
 			    store_body_read(s, st.id, l->m[m].uid, 0, buf, sizeof buf, &got);
 			if (!lenient)
 				assert_int_equal(err, IMAPQ_OK);
-			tprintf(&t, " msg %u ms=%llu f=%llx d=%lld size=%u crc=%08x%s\n",
+			tprintf(&t,
+				" msg %u ms=%llu f=%llx d=%lld size=%u crc=%08x att=%u due=%u%s\n",
 				l->m[m].uid, (unsigned long long)l->m[m].modseq,
 				(unsigned long long)l->m[m].flags, (long long)l->m[m].internaldate,
-				l->m[m].size, crc32c(0, buf, got),
+				l->m[m].size, crc32c(0, buf, got), l->m[m].attempts, l->m[m].due,
 				err == IMAPQ_OK ? "" : " unreadable");
 		}
 		free(l);
@@ -194,7 +200,7 @@ static void random_op(struct store *s)
 	uint32_t id = some_mailbox(s);
 	struct store_message m;
 	char body[200];
-	switch (rnd(12)) {
+	switch (rnd(14)) {
 	case 0:
 		store_mailbox_create(s, names[rnd(NNAMES)], NULL, NULL);
 		break;
@@ -208,13 +214,20 @@ static void random_op(struct store *s)
 	case 3: {
 		char kw[16];
 		unsigned k;
-		snprintf(kw, sizeof kw, "$kw%u", rnd(4));
+		unsigned n = rnd(5);
+		if (n == 4)
+			snprintf(kw, sizeof kw, "%s", STORE_CLAIM_KEYWORD);
+		else
+			snprintf(kw, sizeof kw, "$kw%u", n);
 		store_keyword(s, id, kw, true, &k, NULL);
 		break;
 	}
-	case 4:
-		store_annotation_set(s, id, annotation_keys[rnd(3)], rnd(3) ? "value" : NULL, NULL);
+	case 4: {
+		/* Settings take numbers (and refuse "value" without writing anything). */
+		const char *values[] = {"value", "45", "3", NULL};
+		store_annotation_set(s, id, annotation_keys[rnd(NKEYS)], values[rnd(4)], NULL);
 		break;
+	}
 	case 5:
 	case 6:
 	case 7: {
@@ -239,6 +252,26 @@ static void random_op(struct store *s)
 					 IMAPQ_OK);
 		}
 		break;
+	case 12:
+	case 13: {
+		/* Claims, releases and lease renewals: one flags record each. */
+		unsigned k;
+		if (store_keyword(s, id, STORE_CLAIM_KEYWORD, false, &k, NULL) != IMAPQ_OK) {
+			store_keyword(s, id, STORE_CLAIM_KEYWORD, true, &k, NULL);
+			break;
+		}
+		if (!some_message(s, id, &m))
+			break;
+		uint64_t since = m.modseq - rnd(2);
+		struct store_update u = {.op = rnd(2) ? STORE_FLAGS_ADD : STORE_FLAGS_REMOVE,
+					 .flags = STORE_KEYWORD(k),
+					 .unchangedsince = rnd(2) ? &since : NULL,
+					 .set_due = rnd(3) == 0,
+					 .due = rnd(1000000)};
+		struct uid_range r = {m.uid, m.uid + rnd(3)};
+		assert_int_equal(store_update(s, id, &r, 1, &u, NULL, NULL, NULL), IMAPQ_OK);
+		break;
+	}
 	case 10:
 		if (some_message(s, id, &m)) {
 			struct uid_range r = {m.uid > 3 ? m.uid - 3 : 1, m.uid + 3};

@@ -1,0 +1,53 @@
+/* The HTTP/JSON front: a libmicrohttpd server (epoll, an internal thread pool, suspend/resume
+ * for long-polled claims) that maps the REST API of docs/http.md onto the queue layer. It never
+ * touches mailboxes itself; every change goes through queue/ and is answered only once
+ * store_wait() says it is durable.
+ *
+ * Threads: libmicrohttpd runs IMAPQ_HTTP_THREADS pool threads, and one more thread resumes
+ * parked long polls when a job arrives or their wait ends, so a waiting client costs no thread. */
+#ifndef IMAPQ_HTTP_H
+#define IMAPQ_HTTP_H
+
+#include "imap/base/error.h"
+#include "imap/store/store.h"
+#include "queue/queue.h"
+
+struct http_server;
+
+/* What an endpoint needs of the caller's token (DESIGN.md, "Security and limits"). */
+enum http_role {
+	HTTP_ROLE_ANY,	    /* any valid token: listings, stats, metrics */
+	HTTP_ROLE_PRODUCER, /* enqueue */
+	HTTP_ROLE_CONSUMER, /* claim, ack, nack, extend, peek, change feed */
+	HTTP_ROLE_ADMIN,    /* create, change, purge and delete queues; requeue dead letters */
+};
+
+/* Checks a bearer token for role, from any pool thread: IMAPQ_OK, IMAPQ_E_AUTH (unknown token,
+ * answered 401) or IMAPQ_E_NOPERM (valid token without the role, answered 403). */
+typedef imapq_err http_auth_fn(void *ctx, const char *token, enum http_role role);
+
+struct http_options {
+	struct queue_service *qs; /* borrowed; must outlive the server */
+	struct store *store;	  /* the queue service's store, for store_wait() and statistics */
+	const char *host;	  /* address to bind: IPv4 or IPv6 literal or a name */
+	unsigned port;		  /* 0 picks a free port (see http_server_port()) */
+	http_auth_fn *auth;	  /* NULL refuses every request but GET /healthz */
+	void *auth_ctx;
+};
+
+/* Binds host:port and starts serving. IMAPQ_E_IO when the address cannot be bound,
+ * IMAPQ_E_NOMEM or IMAPQ_E_UNAVAILABLE when libmicrohttpd cannot start. */
+imapq_err http_server_create(const struct http_options *opts, struct http_server **server_r);
+
+/* The bound TCP port. */
+unsigned http_server_port(const struct http_server *server);
+
+/* Shuts the front down: new requests get 503, every parked long poll is resumed and answered with
+ * what it holds (an empty list), and the daemon stops once they have gone out (or after a short
+ * grace period). Blocks until then; calling it again does nothing. */
+void http_server_stop(struct http_server *server);
+
+/* Stops the server if still running and frees it; *server becomes NULL. */
+void http_server_destroy(struct http_server **server);
+
+#endif

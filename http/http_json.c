@@ -1,0 +1,228 @@
+/* JSON and value helpers of the HTTP front: a precheck that bounds what cJSON is given (depth,
+ * UTF-8, control characters), strict field readers, receipts, numbers and times as text. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "http/http-private.h"
+
+/* Length of the UTF-8 sequence starting at s[0..n), or 0 when it is malformed (overlong forms,
+ * surrogates and code points past U+10FFFF included). */
+static size_t utf8_sequence(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	if (c < 0x80)
+		return 1;
+	size_t len;
+	uint32_t cp;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+bool http_utf8_valid(const char *text, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	size_t i = 0;
+	while (i < len) {
+		if (s[i] == 0)
+			return false;
+		size_t step = utf8_sequence(s + i, len - i);
+		if (step == 0)
+			return false;
+		i += step;
+	}
+	return true;
+}
+
+imapq_err http_json_precheck(const char *text, size_t len, unsigned max_depth, const char **why)
+{
+	if (!http_utf8_valid(text, len)) {
+		*why = "the body is not valid UTF-8 (or holds a NUL byte)";
+		return IMAPQ_E_INVALID;
+	}
+	unsigned depth = 0;
+	bool in_string = false, escaped = false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)text[i];
+		if (in_string) {
+			if (escaped)
+				escaped = false;
+			else if (c == '\\')
+				escaped = true;
+			else if (c == '"')
+				in_string = false;
+			else if (c < 0x20) {
+				*why = "a JSON string holds a raw control character";
+				return IMAPQ_E_INVALID;
+			}
+			continue;
+		}
+		if (c == '"') {
+			in_string = true;
+		} else if (c == '[' || c == '{') {
+			if (++depth > max_depth) {
+				*why = "JSON nested too deeply";
+				return IMAPQ_E_INVALID;
+			}
+		} else if ((c == ']' || c == '}') && depth > 0) {
+			depth--;
+		}
+	}
+	return IMAPQ_OK;
+}
+
+imapq_err http_json_parse(const char *text, size_t len, cJSON **root_r, const char **why)
+{
+	*root_r = NULL;
+	imapq_err err = http_json_precheck(text, len, IMAPQ_HTTP_MAX_JSON_DEPTH, why);
+	if (err != IMAPQ_OK)
+		return err;
+	const char *end = NULL;
+	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+	if (root == NULL) {
+		*why = "the body is not valid JSON";
+		return IMAPQ_E_INVALID;
+	}
+	while (end < text + len && strchr(" \t\r\n", *end) != NULL)
+		end++;
+	if (end != text + len) {
+		cJSON_Delete(root);
+		*why = "the body holds data after the JSON value";
+		return IMAPQ_E_INVALID;
+	}
+	*root_r = root;
+	return IMAPQ_OK;
+}
+
+bool http_content_type_is_json(const char *ctype)
+{
+	if (ctype == NULL)
+		return false;
+	while (*ctype == ' ' || *ctype == '\t')
+		ctype++;
+	size_t len = strcspn(ctype, "; \t");
+	if (len == 16 && strncasecmp(ctype, "application/json", 16) == 0)
+		return true;
+	const char *slash = memchr(ctype, '/', len);
+	return slash != NULL && len >= 5 && strncasecmp(ctype + len - 5, "+json", 5) == 0;
+}
+
+imapq_err http_json_fields(const cJSON *obj, const char *const *allowed, const char **why)
+{
+	for (const cJSON *item = obj->child; item != NULL; item = item->next) {
+		bool known = false;
+		for (size_t i = 0; allowed[i] != NULL && !known; i++)
+			known = item->string != NULL && strcmp(item->string, allowed[i]) == 0;
+		for (const cJSON *prev = obj->child; known && prev != item; prev = prev->next)
+			known = strcmp(prev->string, item->string) != 0;
+		if (!known) {
+			*why = "the body has an unknown or repeated field";
+			return IMAPQ_E_INVALID;
+		}
+	}
+	return IMAPQ_OK;
+}
+
+bool http_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+	if (text[0] == '\0' || strlen(text) > 20)
+		return false;
+	uint64_t v = 0;
+	for (const char *p = text; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+		unsigned d = (unsigned)(*p - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	if (v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+imapq_err http_json_uint(const cJSON *obj, const char *key, uint32_t min, uint32_t max,
+			 uint32_t *out, const char **why)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+	if (item == NULL || cJSON_IsNull(item))
+		return IMAPQ_OK;
+	uint64_t v;
+	if (cJSON_IsNumber(item)) {
+		double d = item->valuedouble;
+		if (!(d >= (double)min && d <= (double)max) || d != (double)(uint64_t)d)
+			goto bad;
+		v = (uint64_t)d;
+	} else if (cJSON_IsString(item)) {
+		if (!http_parse_u64(item->valuestring, min, max, &v))
+			goto bad;
+	} else {
+		goto bad;
+	}
+	*out = (uint32_t)v;
+	return IMAPQ_OK;
+bad:
+	*why = "a numeric field is not a whole number in its allowed range";
+	return IMAPQ_E_INVALID;
+}
+
+bool http_receipt_parse(const char *text, struct queue_receipt *r)
+{
+	const char *dash = strchr(text, '-');
+	char head[16];
+	uint64_t uv, ms;
+	if (dash == NULL || (size_t)(dash - text) >= sizeof head)
+		return false;
+	memcpy(head, text, (size_t)(dash - text));
+	head[dash - text] = '\0';
+	if (!http_parse_u64(head, 1, UINT32_MAX, &uv) ||
+	    !http_parse_u64(dash + 1, 1, INT64_MAX, &ms))
+		return false;
+	r->uidvalidity = (uint32_t)uv;
+	r->modseq = ms;
+	return true;
+}
+
+void http_receipt_format(struct queue_receipt r, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%" PRIu32 "-%" PRIu64, r.uidvalidity, r.modseq);
+}
+
+void http_time_format(int64_t t, char *buf, size_t cap)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	if (gmtime_r(&tt, &tm) == NULL || strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, cap, "1970-01-01T00:00:00Z");
+}
+
+bool http_json_add_u64_string(cJSON *obj, const char *key, uint64_t v)
+{
+	char text[24];
+	snprintf(text, sizeof text, "%" PRIu64, v);
+	return cJSON_AddStringToObject(obj, key, text) != NULL;
+}
