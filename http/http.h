@@ -1,10 +1,11 @@
 /* The HTTP/JSON front: a libmicrohttpd server (epoll, an internal thread pool, suspend/resume
  * for long-polled claims) that maps the REST API of docs/http.md onto the queue layer. It never
- * touches mailboxes itself; every change goes through queue/ and is answered only once
- * store_wait() says it is durable.
+ * touches mailboxes itself; every change goes through queue/ and is answered only once it is
+ * durable: the reply is held and its connection suspended until the store's commit notice.
  *
  * Threads: libmicrohttpd runs IMAPQ_HTTP_THREADS pool threads, and one more thread resumes
- * parked long polls when a job arrives or their wait ends, so a waiting client costs no thread. */
+ * parked long polls when a job arrives or their wait ends, so a waiting client costs no thread;
+ * held replies are resumed from the journal's flusher. The store must outlive the server. */
 #ifndef IMAPQ_HTTP_H
 #define IMAPQ_HTTP_H
 

@@ -13,7 +13,10 @@
 #include "imap/base/loop.h"
 #include "queue/queue.h"
 
-#define QUEUE_LOG "queue"
+/* Milliseconds events gather before the service thread handles them: bounds its wake-ups under
+ * load, while long polls still wake within about a millisecond. */
+#define QUEUE_DRAIN_DELAY_MS 1
+#define QUEUE_LOG	     "queue"
 
 /* Seconds a $Delayed message without a not-before time waits before the service releases it:
  * an enqueue with a delay appends first and sets the time a moment later. */
@@ -135,6 +138,9 @@ imapq_err queue_finish(struct queue_service *qs, imapq_err err, uint64_t lsn, ui
 /* Looks a queue up by name (IMAPQ_E_INVALID for a bad name, IMAPQ_E_NONEXISTENT when missing),
  * defining its keywords when needed. */
 imapq_err queue_ref_get(struct queue_service *qs, const char *name, struct queue_ref *ref_r);
+/* queue_ref_get(), then the queue mailbox's status into *st_r (queue_admin.c). */
+imapq_err queue_ref_status(struct queue_service *qs, const char *name, struct queue_ref *ref_r,
+			   struct store_mailbox_status *st_r);
 /* Caches mailbox id (with define, defines a queue's keywords); fills ref_r when not NULL.
  * IMAPQ_E_NONEXISTENT when the mailbox is gone. Never call with qs->mu held. */
 imapq_err queue_box_resolve(struct queue_service *qs, uint32_t id, bool define,
@@ -170,6 +176,9 @@ size_t queue_uids_to_ranges(const uint32_t *uids, size_t n, struct uid_range *ra
 
 /* Runs on the service's thread: handles the pending events. */
 void queue_timers_drain(void *arg);
+/* On the service's thread: drains the events after QUEUE_DRAIN_DELAY_MS, so that a busy store
+ * wakes the thread about once a millisecond rather than once per change. */
+void queue_timers_kick(void *arg);
 /* Schedules every claimed and delayed job of every queue, finishes interrupted acks, sweeps. */
 void queue_timers_start(struct queue_service *qs);
 /* Frees the timer set. */

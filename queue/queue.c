@@ -301,7 +301,7 @@ void queue_event_push(struct queue_service *qs, const struct queue_event *ev)
 	if (!vec_push((void **)&qs->pending, &qs->npending, &qs->pending_cap, sizeof *ev, ev))
 		log_error(QUEUE_LOG, "out of memory: a change of mailbox %u goes unnoticed",
 			  ev->box);
-	if (!qs->drain_posted && loop_post(qs->loop, queue_timers_drain, qs) == IMAPQ_OK)
+	if (!qs->drain_posted && loop_post(qs->loop, queue_timers_kick, qs) == IMAPQ_OK)
 		qs->drain_posted = true;
 }
 

@@ -38,6 +38,15 @@ static imapq_err settings_write(struct queue_service *qs, uint32_t id,
 	return IMAPQ_OK;
 }
 
+imapq_err queue_ref_status(struct queue_service *qs, const char *name, struct queue_ref *ref_r,
+			   struct store_mailbox_status *st_r)
+{
+	imapq_err err = queue_ref_get(qs, name, ref_r);
+	if (err == IMAPQ_OK)
+		err = store_mailbox_status(qs->store, ref_r->id, st_r);
+	return err;
+}
+
 imapq_err queue_create(struct queue_service *qs, const char *name,
 		       const struct queue_settings *settings, uint64_t *lsn_r)
 {
@@ -167,9 +176,7 @@ imapq_err queue_purge(struct queue_service *qs, const char *name, uint32_t *remo
 		*removed_r = 0;
 	struct queue_ref ref;
 	struct store_mailbox_status st;
-	imapq_err err = queue_ref_get(qs, name, &ref);
-	if (err == IMAPQ_OK)
-		err = store_mailbox_status(qs->store, ref.id, &st);
+	imapq_err err = queue_ref_status(qs, name, &ref, &st);
 	if (err != IMAPQ_OK)
 		return err;
 	uint64_t lsn = 0;
@@ -188,9 +195,7 @@ imapq_err queue_settings_get(struct queue_service *qs, const char *name,
 {
 	struct queue_ref ref;
 	struct store_mailbox_status st;
-	imapq_err err = queue_ref_get(qs, name, &ref);
-	if (err == IMAPQ_OK)
-		err = store_mailbox_status(qs->store, ref.id, &st);
+	imapq_err err = queue_ref_status(qs, name, &ref, &st);
 	if (err != IMAPQ_OK)
 		return err;
 	*settings_r = (struct queue_settings){
@@ -216,9 +221,7 @@ imapq_err queue_stats(struct queue_service *qs, const char *name, struct queue_s
 {
 	struct queue_ref ref;
 	struct store_mailbox_status st;
-	imapq_err err = queue_ref_get(qs, name, &ref);
-	if (err == IMAPQ_OK)
-		err = store_mailbox_status(qs->store, ref.id, &st);
+	imapq_err err = queue_ref_status(qs, name, &ref, &st);
 	if (err != IMAPQ_OK)
 		return err;
 	struct queue_stats s = {.oldest_ready_age = -1, .highestmodseq = st.highestmodseq};

@@ -125,10 +125,8 @@ imapq_err queue_changes(struct queue_service *qs, const char *name, uint64_t sin
 {
 	struct queue_ref ref;
 	struct store_mailbox_status st;
-	imapq_err err = queue_ref_get(qs, name, &ref);
 	/* Read first: a change that lands during the scans shows now and again next time. */
-	if (err == IMAPQ_OK)
-		err = store_mailbox_status(qs->store, ref.id, &st);
+	imapq_err err = queue_ref_status(qs, name, &ref, &st);
 	if (err != IMAPQ_OK)
 		return err;
 	struct gathered g = {0};

@@ -246,6 +246,14 @@ static void handle_wake(struct queue_service *qs, uint32_t id)
 	}
 }
 
+void queue_timers_kick(void *arg)
+{
+	struct queue_service *qs = arg;
+	if (loop_timer_add(qs->loop, QUEUE_DRAIN_DELAY_MS, queue_timers_drain, qs, NULL) !=
+	    IMAPQ_OK)
+		queue_timers_drain(qs);
+}
+
 void queue_timers_drain(void *arg)
 {
 	struct queue_service *qs = arg;

@@ -116,10 +116,12 @@ void cmd_idle(struct cmd *c)
 		cmd_bad(c, "Tag too long for IDLE");
 		return;
 	}
+	strcpy(s->idle_tag, c->tag);
+	/* Counted as idling before the sync, so no change can fall between the two. */
+	s->idling = true;
+	server_note_idle(s->server, true);
 	if (s->state & STATE_SELECTED)
 		view_sync(s, true);
-	strcpy(s->idle_tag, c->tag);
-	s->idling = true;
 	/* The tagged reply comes when the client sends DONE. */
 	c->replied = true;
 	session_lit(s, "+ idling\r\n");

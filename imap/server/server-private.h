@@ -111,6 +111,10 @@ struct imap_server {
 	/* Wake-ups from other threads, each coalesced into one loop_post. */
 	_Atomic int durable_posted; /* the journal made more durable */
 	_Atomic int change_posted;  /* a mailbox changed */
+	/* Read by those threads to skip wake-ups nobody waits for: sessions on the held list, and
+	 * sessions in IDLE. Changed on the loop only, before the state they announce. */
+	_Atomic unsigned nheld;
+	_Atomic unsigned nidle;
 	/* First \Recent UID per mailbox: the first session to see a message gets \Recent. */
 	struct recent_entry {
 		uint32_t id;
@@ -263,6 +267,12 @@ void annotate_fetch_write(struct session *s, const struct annotate_fetch *r,
 void annotate_store(struct cmd *c, size_t i, const uint64_t *unchangedsince);
 
 /* --- server.c --- */
+
+/* Releases the output of every held session whose LSN is durable; with destroy, frees the ones
+ * that are then finished (never pass it from inside a session's own callbacks). */
+void server_release_held(struct imap_server *server, bool destroy);
+/* Counts a session in or out of IDLE for the change wake-ups. */
+void server_note_idle(struct imap_server *server, bool idling);
 
 /* The first \Recent UID of mailbox id, raised to `upto` + 1 when the caller claims the messages
  * up to upto. Returns the floor before the claim. */

@@ -14,11 +14,8 @@
 #define SERVER_TICK_MS		 1000
 #define SERVER_SHUTDOWN_GRACE_MS 5000
 
-/* On the loop: hands out output whose state became durable. */
-static void on_durable(void *arg)
+void server_release_held(struct imap_server *server, bool destroy)
 {
-	struct imap_server *server = arg;
-	atomic_store(&server->durable_posted, 0);
 	uint64_t durable = store_durable_lsn(server->opts.store);
 	struct session **pp = &server->held;
 	while (*pp != NULL) {
@@ -26,8 +23,9 @@ static void on_durable(void *arg)
 		if (s->hold_lsn <= durable) {
 			*pp = s->next_held;
 			s->next_held = NULL;
+			atomic_fetch_sub(&server->nheld, 1);
 			session_release(s, durable);
-			if (session_done(s))
+			if (destroy && session_done(s))
 				session_destroy(s);
 		} else {
 			pp = &s->next_held;
@@ -35,12 +33,28 @@ static void on_durable(void *arg)
 	}
 }
 
+void server_note_idle(struct imap_server *server, bool idling)
+{
+	if (idling)
+		atomic_fetch_add(&server->nidle, 1);
+	else
+		atomic_fetch_sub(&server->nidle, 1);
+}
+
+/* On the loop: hands out output whose state became durable. */
+static void on_durable(void *arg)
+{
+	struct imap_server *server = arg;
+	atomic_store(&server->durable_posted, 0);
+	server_release_held(server, true);
+}
+
 /* From the journal's flusher thread: one wake-up per loop round is enough. */
 static void commit_hook(void *arg, uint64_t durable_lsn)
 {
 	struct imap_server *server = arg;
 	(void)durable_lsn;
-	if (atomic_exchange(&server->durable_posted, 1) == 0)
+	if (atomic_load(&server->nheld) > 0 && atomic_exchange(&server->durable_posted, 1) == 0)
 		loop_post(server->opts.loop, on_durable, server);
 }
 
@@ -62,7 +76,7 @@ static void change_hook(void *arg, uint32_t id)
 {
 	struct imap_server *server = arg;
 	(void)id;
-	if (atomic_exchange(&server->change_posted, 1) == 0)
+	if (atomic_load(&server->nidle) > 0 && atomic_exchange(&server->change_posted, 1) == 0)
 		loop_post(server->opts.loop, on_change, server);
 }
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,13 @@ void session_seal(struct session *s)
 			s->held = true;
 			s->next_held = s->server->held;
 			s->server->held = s;
+			atomic_fetch_add(&s->server->nheld, 1);
+			/* The commit hook skips its wake-up while nothing is held: a commit that
+			 * slipped in before the count went up is caught here. */
+			if (store_durable_lsn(store) >= s->hold_lsn) {
+				server_release_held(s->server, false);
+				return;
+			}
 		}
 	}
 	session_flush(s);
@@ -142,7 +150,10 @@ void session_destroy(struct session *s)
 		while (*pp != s)
 			pp = &(*pp)->next_held;
 		*pp = s->next_held;
+		atomic_fetch_sub(&server->nheld, 1);
 	}
+	if (s->idling)
+		server_note_idle(server, false);
 	loop_io_remove(&s->io);
 	close(s->fd);
 	parser_destroy(&s->parser);
@@ -277,6 +288,7 @@ static bool process_line_input(struct session *s)
 		session_auth_response(s, line, len);
 	} else {
 		s->idling = false;
+		server_note_idle(s->server, false);
 		if (len == 4 && strncasecmp(line, "DONE", 4) == 0) {
 			if (s->state & STATE_SELECTED)
 				view_sync(s, true);

@@ -119,6 +119,20 @@ class Daemon:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
+class DaemonTestCase(unittest.TestCase):
+    """Test cases sharing one imapqd per class, which must exit with status 0 when they end."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = Daemon().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        status = cls.daemon.stop()
+        cls.daemon.cleanup()
+        assert status == 0, "imapqd exited with %s:\n%s" % (status, cls.daemon.stderr)
+
+
 def run_imapqd(args, timeout=30):
     """Runs imapqd to completion with args (for --help and usage errors)."""
     return subprocess.run([IMAPQD] + list(args), capture_output=True, text=True, timeout=timeout)

@@ -26,17 +26,7 @@ def modseq_in(lines, prefix="* "):
     raise AssertionError("no MODSEQ in %r" % (lines,))
 
 
-class ImapTestCase(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.daemon = harness.Daemon().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        status = cls.daemon.stop()
-        cls.daemon.cleanup()
-        assert status == 0, "imapqd exited with %s:\n%s" % (status, cls.daemon.stderr)
-
+class ImapTestCase(harness.DaemonTestCase):
     def fresh_mailbox(self, name):
         m = self.daemon.imaplib()
         typ, _ = m.create(name)

@@ -5,7 +5,6 @@ delays and dead-lettering are the daemon's queue service at work, so these tests
 inside imapqd."""
 import re
 import time
-import unittest
 
 import harness
 
@@ -110,17 +109,7 @@ def wait_for(predicate, timeout):
     return predicate()
 
 
-class WorkerProtocol(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.daemon = harness.Daemon().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        status = cls.daemon.stop()
-        cls.daemon.cleanup()
-        assert status == 0, "imapqd exited with %s:\n%s" % (status, cls.daemon.stderr)
-
+class WorkerProtocol(harness.DaemonTestCase):
     def queue(self, name, **settings):
         """Creates a queue with the given METADATA settings and returns a worker on it."""
         c = self.daemon.raw()

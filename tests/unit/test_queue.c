@@ -7,91 +7,15 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "imap/base/crc32c.h"
 #include "imap/base/limits.h"
 #include "imap/base/log.h"
 #include "queue/queue.h"
-
-struct fixture {
-	char dir[64];
-	struct store *store;
-	struct queue_service *qs;
-};
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof *f);
-	if (f == NULL)
-		return -1;
-	strcpy(f->dir, "/tmp/imapq-test-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
-		return -1;
-	struct store_options o = {.dir = f->dir, .fsync = JOURNAL_FSYNC_OFF};
-	struct store_report rep;
-	struct queue_options qo;
-	if (store_open(&o, &rep, &f->store) != IMAPQ_OK)
-		return -1;
-	qo.store = f->store;
-	if (queue_service_create(&qo, &f->qs) != IMAPQ_OK)
-		return -1;
-	if (queue_create(f->qs, "jobs", NULL, NULL) != IMAPQ_OK)
-		return -1;
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	queue_service_destroy(&f->qs);
-	assert_null(f->qs);
-	store_close(&f->store);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	free(f);
-	return 0;
-}
-
-/* Enqueues a text job and returns its id. */
-static uint32_t put(struct fixture *f, const char *queue, const char *text, uint32_t delay)
-{
-	struct queue_job job;
-	assert_int_equal(
-	    queue_enqueue(f->qs, queue, text, strlen(text), "text/plain", delay, &job, NULL),
-	    IMAPQ_OK);
-	assert_true(job.id > 0);
-	return job.id;
-}
-
-/* Claims exactly one job and returns it. */
-static struct queue_job claim1(struct fixture *f, uint32_t lease)
-{
-	struct queue_job job;
-	uint32_t n = 0;
-	assert_int_equal(queue_claim(f->qs, "jobs", 1, lease, &job, &n, NULL), IMAPQ_OK);
-	assert_int_equal(n, 1);
-	return job;
-}
-
-static struct queue_stats stats_of(struct fixture *f, const char *queue)
-{
-	struct queue_stats s;
-	assert_int_equal(queue_stats(f->qs, queue, &s), IMAPQ_OK);
-	return s;
-}
+#include "tests/unit/queue_fixture.h"
 
 /* Collects peeked jobs. */
 struct jobs {
@@ -106,7 +30,7 @@ static void collect_job(void *ctx, const struct queue_job *job)
 		j->v[j->n++] = *job;
 }
 
-static size_t peek(struct fixture *f, enum queue_state state, struct jobs *j)
+static size_t peek(struct queue_fixture *f, enum queue_state state, struct jobs *j)
 {
 	j->n = 0;
 	assert_int_equal(queue_peek(f->qs, "jobs", state, 64, collect_job, j), IMAPQ_OK);
@@ -147,7 +71,7 @@ static void collect_name(void *ctx, const char *name)
 
 static void test_create_list_delete(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	uint64_t lsn = 0;
 	assert_int_equal(queue_create(f->qs, "jobs", NULL, NULL), IMAPQ_E_EXISTS);
 	assert_int_equal(queue_create(f->qs, "x/dead", NULL, NULL), IMAPQ_E_INVALID);
@@ -182,7 +106,7 @@ static void test_create_list_delete(void **state)
 
 static void test_settings(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	struct queue_settings s;
 	assert_int_equal(queue_settings_get(f->qs, "jobs", &s), IMAPQ_OK);
 	assert_int_equal(s.lease, STORE_DEFAULT_LEASE);
@@ -222,7 +146,7 @@ static void test_settings(void **state)
 
 static void test_enqueue_payload(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	const char *json = "{\"to\":\"a@b\"}";
 	struct queue_job job;
 	uint64_t lsn = 0;
@@ -288,21 +212,16 @@ static void test_enqueue_payload(void **state)
 }
 
 /* Appends a raw message to the queue's mailbox the way an IMAP APPEND would. */
-static uint32_t append_raw(struct fixture *f, const char *text)
+static uint32_t append_raw(struct queue_fixture *f, const char *text)
 {
-	uint32_t id, uid;
-	uint64_t modseq;
+	uint32_t id;
 	assert_int_equal(store_mailbox_find(f->store, "jobs", &id), IMAPQ_OK);
-	struct journal_body b = {.data = text, .fd = -1, .len = strlen(text)};
-	b.crc = crc32c(0, text, b.len);
-	assert_int_equal(store_append(f->store, id, 0, 1700000000, &b, &uid, &modseq, NULL),
-			 IMAPQ_OK);
-	return uid;
+	return append_text(f->store, id, 0, text);
 }
 
 static void test_payload_of_imap_messages(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	char *payload;
 	size_t len;
 	char ct[32];
@@ -349,7 +268,7 @@ static void test_payload_of_imap_messages(void **state)
 
 static void test_claim_ack(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	uint32_t a = put(f, "jobs", "a", 0);
 	uint32_t b = put(f, "jobs", "b", 0);
 	uint32_t c = put(f, "jobs", "c", 0);
@@ -404,7 +323,7 @@ static void test_claim_ack(void **state)
 
 static void test_nack(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	uint32_t a = put(f, "jobs", "a", 0);
 	struct queue_job j = claim1(f, 0);
 	struct queue_receipt stale = j.receipt;
@@ -436,7 +355,7 @@ static void test_nack(void **state)
 
 static void test_nack_dead_letters_at_max_attempts(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	struct queue_settings one = {.max_attempts = 1};
 	assert_int_equal(queue_settings_set(f->qs, "jobs", &one, NULL), IMAPQ_OK);
 	uint32_t a = put(f, "jobs", "poison", 0);
@@ -484,7 +403,7 @@ static void test_nack_dead_letters_at_max_attempts(void **state)
 
 static void test_requeue_all(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	struct queue_settings one = {.max_attempts = 1};
 	assert_int_equal(queue_settings_set(f->qs, "jobs", &one, NULL), IMAPQ_OK);
 	for (int i = 0; i < 3; i++) {
@@ -506,7 +425,7 @@ static void test_requeue_all(void **state)
 
 static void test_extend(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	uint32_t a = put(f, "jobs", "a", 0);
 	struct queue_job j = claim1(f, 5);
 	struct queue_receipt r;
@@ -531,7 +450,7 @@ static void test_extend(void **state)
 
 static void test_peek_and_stats(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	for (int i = 0; i < 4; i++)
 		put(f, "jobs", "r", 0);
 	uint32_t d = put(f, "jobs", "later", 600);
@@ -571,7 +490,7 @@ static void test_peek_and_stats(void **state)
 
 static void test_purge(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	put(f, "jobs", "a", 0);
 	struct queue_job j = claim1(f, 0);
 	put(f, "jobs", "b", 0);
@@ -613,7 +532,7 @@ static void feed_gone(void *ctx, uint32_t lo, uint32_t hi)
 
 static void test_changes(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	uint32_t a = put(f, "jobs", "a", 0);
 	uint32_t b = put(f, "jobs", "b", 0);
 	struct feed feed = {0};
@@ -664,7 +583,7 @@ static void add_text(void *ctx, const char *text, size_t len)
 
 static void test_metrics(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	assert_int_equal(queue_create(f->qs, "odd\"name", NULL, NULL), IMAPQ_OK);
 	put(f, "jobs", "a", 0);
 	put(f, "jobs", "b", 0);
@@ -690,7 +609,7 @@ static void never_called(void *arg)
 
 static void test_unknown_queue(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	struct queue_receipt r = {1, 1};
 	struct queue_settings s = {.lease = 1};
 	struct queue_waiter *w = NULL;
@@ -712,21 +631,33 @@ int main(void)
 	log_set_level(LOG_WARN);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_name_valid),
-	    cmocka_unit_test_setup_teardown(test_create_list_delete, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_enqueue_payload, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_payload_of_imap_messages, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_claim_ack, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_nack, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_nack_dead_letters_at_max_attempts, setup,
-					    teardown),
-	    cmocka_unit_test_setup_teardown(test_requeue_all, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_extend, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_peek_and_stats, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_changes, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_unknown_queue, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_create_list_delete, queue_fixture_setup,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_settings, queue_fixture_setup,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_enqueue_payload, queue_fixture_setup,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_payload_of_imap_messages, queue_fixture_setup,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_claim_ack, queue_fixture_setup,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_nack, queue_fixture_setup, queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_nack_dead_letters_at_max_attempts,
+					    queue_fixture_setup, queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_requeue_all, queue_fixture_setup,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_extend, queue_fixture_setup,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_peek_and_stats, queue_fixture_setup,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_purge, queue_fixture_setup,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_changes, queue_fixture_setup,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_metrics, queue_fixture_setup,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_unknown_queue, queue_fixture_setup,
+					    queue_fixture_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

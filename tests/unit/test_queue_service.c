@@ -7,7 +7,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -18,108 +17,7 @@
 #include "imap/base/crc32c.h"
 #include "imap/base/log.h"
 #include "queue/queue.h"
-
-struct fixture {
-	char dir[64];
-	struct store *store;
-	struct queue_service *qs;
-};
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-/* Opens the store of the fixture's folder and a service on it. */
-static void open_all(struct fixture *f)
-{
-	struct store_options o = {.dir = f->dir, .fsync = JOURNAL_FSYNC_OFF};
-	struct store_report rep;
-	assert_int_equal(store_open(&o, &rep, &f->store), IMAPQ_OK);
-	struct queue_options qo = {.store = f->store};
-	assert_int_equal(queue_service_create(&qo, &f->qs), IMAPQ_OK);
-}
-
-static void close_all(struct fixture *f)
-{
-	queue_service_destroy(&f->qs);
-	store_close(&f->store);
-}
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof *f);
-	if (f == NULL)
-		return -1;
-	strcpy(f->dir, "/tmp/imapq-test-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
-		return -1;
-	open_all(f);
-	struct queue_settings s = {.lease = 1, .max_attempts = 5};
-	if (queue_create(f->qs, "jobs", &s, NULL) != IMAPQ_OK)
-		return -1;
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	close_all(f);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	free(f);
-	return 0;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-	nanosleep(&ts, NULL);
-}
-
-static struct queue_stats stats_of(struct fixture *f)
-{
-	struct queue_stats s;
-	assert_int_equal(queue_stats(f->qs, "jobs", &s), IMAPQ_OK);
-	return s;
-}
-
-/* Polls the queue's stats until ready reaches want, for up to timeout_ms; true when it did. */
-static bool wait_ready(struct fixture *f, uint32_t want, unsigned timeout_ms)
-{
-	for (unsigned t = 0; t < timeout_ms; t += 20) {
-		if (stats_of(f).ready == want)
-			return true;
-		sleep_ms(20);
-	}
-	return stats_of(f).ready == want;
-}
-
-static uint32_t put(struct fixture *f, const char *text, uint32_t delay)
-{
-	struct queue_job job;
-	assert_int_equal(
-	    queue_enqueue(f->qs, "jobs", text, strlen(text), "text/plain", delay, &job, NULL),
-	    IMAPQ_OK);
-	return job.id;
-}
-
-static bool try_claim(struct fixture *f, uint32_t lease, struct queue_job *job_r)
-{
-	uint32_t n = 0;
-	assert_int_equal(queue_claim(f->qs, "jobs", 1, lease, job_r, &n, NULL), IMAPQ_OK);
-	return n == 1;
-}
-
-static struct queue_job claim1(struct fixture *f, uint32_t lease)
-{
-	struct queue_job job;
-	assert_true(try_claim(f, lease, &job));
-	return job;
-}
+#include "tests/unit/queue_fixture.h"
 
 /* A waiter that counts its calls. */
 struct wake {
@@ -141,7 +39,7 @@ static bool wait_calls(struct wake *w, int want, unsigned timeout_ms)
 
 static void test_waiters(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	struct wake w = {0}, never = {0};
 	struct queue_waiter *waiter = NULL, *cancelled = NULL;
 	assert_int_equal(queue_wait(f->qs, "jobs", on_wake, &w, &waiter), IMAPQ_OK);
@@ -152,9 +50,9 @@ static void test_waiters(void **state)
 	assert_null(cancelled);
 
 	/* Fires on enqueue, once. */
-	uint32_t id = put(f, "work", 0);
-	assert_true(wait_calls(&w, 1, 2000));
-	put(f, "more", 0);
+	uint32_t id = put(f, "jobs", "work", 0);
+	assert_true(wait_calls(&w, 1, 20000));
+	put(f, "jobs", "more", 0);
 	sleep_ms(100);
 	assert_int_equal(atomic_load(&w.calls), 1);
 	assert_int_equal(atomic_load(&never.calls), 0);
@@ -163,7 +61,7 @@ static void test_waiters(void **state)
 	/* A waiter registered while work is ready fires at once. */
 	struct wake now = {0};
 	assert_int_equal(queue_wait(f->qs, "jobs", on_wake, &now, &waiter), IMAPQ_OK);
-	assert_true(wait_calls(&now, 1, 2000));
+	assert_true(wait_calls(&now, 1, 20000));
 	queue_wait_cancel(f->qs, &waiter);
 
 	/* Fires when a claimed job is released (by a nack here, by expiry below). */
@@ -175,13 +73,13 @@ static void test_waiters(void **state)
 	sleep_ms(50);
 	assert_int_equal(atomic_load(&rel.calls), 0);
 	assert_int_equal(queue_nack(f->qs, "jobs", a.id, a.receipt, 0, NULL), IMAPQ_OK);
-	assert_true(wait_calls(&rel, 1, 2000));
+	assert_true(wait_calls(&rel, 1, 20000));
 	queue_wait_cancel(f->qs, &waiter);
 
 	a = claim1(f, 30);
 	struct wake exp = {0};
 	assert_int_equal(queue_wait(f->qs, "jobs", on_wake, &exp, &waiter), IMAPQ_OK);
-	assert_true(wait_calls(&exp, 1, 4000)); /* b's lease of 1 s ran out */
+	assert_true(wait_calls(&exp, 1, 20000)); /* b's lease of 1 s ran out */
 	queue_wait_cancel(f->qs, &waiter);
 	assert_true(try_claim(f, 30, &b));
 }
@@ -202,19 +100,19 @@ static void cancel_self(void *arg)
 
 static void test_waiter_deleted_queue_and_self_cancel(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	assert_int_equal(queue_create(f->qs, "gone", NULL, NULL), IMAPQ_OK);
 	struct wake w = {0};
 	struct queue_waiter *waiter = NULL;
 	assert_int_equal(queue_wait(f->qs, "gone", on_wake, &w, &waiter), IMAPQ_OK);
 	assert_int_equal(queue_delete(f->qs, "gone", NULL), IMAPQ_OK);
-	assert_true(wait_calls(&w, 1, 2000));
+	assert_true(wait_calls(&w, 1, 20000));
 	queue_wait_cancel(f->qs, &waiter);
 
 	struct self_cancel c = {.qs = f->qs};
 	assert_int_equal(queue_wait(f->qs, "jobs", cancel_self, &c, &c.w), IMAPQ_OK);
-	put(f, "x", 0);
-	for (int t = 0; t < 200 && atomic_load(&c.calls) == 0; t++)
+	put(f, "jobs", "x", 0);
+	for (int t = 0; t < 3000 && atomic_load(&c.calls) == 0; t++)
 		sleep_ms(10);
 	assert_int_equal(atomic_load(&c.calls), 1);
 	assert_null(c.w);
@@ -225,7 +123,7 @@ static void test_waiter_deleted_queue_and_self_cancel(void **state)
 #define DRAIN_WORKERS 8
 
 struct drain {
-	struct fixture *f;
+	struct queue_fixture *f;
 	atomic_int acked[DRAIN_JOBS + 1];
 	atomic_int total;
 };
@@ -253,7 +151,7 @@ static void *drain_worker(void *arg)
 
 static void test_eight_workers_drain(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	uint64_t lsn = 0;
 	for (int i = 0; i < DRAIN_JOBS; i++) {
 		char text[32];
@@ -273,7 +171,7 @@ static void test_eight_workers_drain(void **state)
 	assert_int_equal(atomic_load(&d->total), DRAIN_JOBS);
 	for (int id = 1; id <= DRAIN_JOBS; id++)
 		assert_int_equal(atomic_load(&d->acked[id]), 1);
-	struct queue_stats s = stats_of(f);
+	struct queue_stats s = stats_of(f, "jobs");
 	assert_int_equal(s.ready + s.claimed + s.delayed, 0);
 	assert_int_equal(s.acks, DRAIN_JOBS);
 	assert_int_equal(s.claims, DRAIN_JOBS);
@@ -282,35 +180,35 @@ static void test_eight_workers_drain(void **state)
 
 static void test_restart_keeps_claims(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	struct queue_settings s = {.lease = 2};
 	assert_int_equal(queue_settings_set(f->qs, "jobs", &s, NULL), IMAPQ_OK);
-	uint32_t a = put(f, "a", 0);
-	uint32_t b = put(f, "b", 0);
-	put(f, "c", 1);
+	uint32_t a = put(f, "jobs", "a", 0);
+	uint32_t b = put(f, "jobs", "b", 0);
+	put(f, "jobs", "c", 1);
 	struct queue_job ja = claim1(f, 0);
 	struct queue_job jb = claim1(f, 0);
 	assert_int_equal(ja.id, a);
 	assert_int_equal(jb.id, b);
-	close_all(f);
-	open_all(f);
+	queue_fixture_close(f);
+	queue_fixture_open(f);
 
 	/* Still claimed after the restart; a's holder finishes, b's lease runs out. */
-	struct queue_stats st = stats_of(f);
+	struct queue_stats st = stats_of(f, "jobs");
 	assert_int_equal(st.claimed, 2);
 	assert_int_equal(st.ready, 0);
 	assert_int_equal(queue_ack(f->qs, "jobs", a, ja.receipt, NULL), IMAPQ_OK);
-	assert_true(wait_ready(f, 2, 6000)); /* b expired and c's delay ended */
+	assert_true(wait_ready(f, 2, 30000)); /* b expired and c's delay ended */
 	assert_int_equal(queue_ack(f->qs, "jobs", b, jb.receipt, NULL), IMAPQ_E_MODIFIED);
-	st = stats_of(f);
+	st = stats_of(f, "jobs");
 	assert_int_equal(st.claimed + st.delayed, 0);
 	assert_int_equal(st.expired, 1);
 }
 
 static void test_restart_with_lapsed_lease(void **state)
 {
-	struct fixture *f = *state;
-	uint32_t a = put(f, "a", 0);
+	struct queue_fixture *f = *state;
+	uint32_t a = put(f, "jobs", "a", 0);
 	struct queue_job ja = claim1(f, 0);
 	assert_int_equal(ja.id, a);
 	/* The service is down past the lease: after the restart the lease starts again. */
@@ -322,15 +220,15 @@ static void test_restart_with_lapsed_lease(void **state)
 	sleep_ms((unsigned)(left_ms > 0 ? left_ms : 0) + 100);
 	struct queue_options qo = {.store = f->store};
 	assert_int_equal(queue_service_create(&qo, &f->qs), IMAPQ_OK);
-	assert_int_equal(stats_of(f).claimed, 1);
-	assert_true(wait_ready(f, 1, 4000));
+	assert_int_equal(stats_of(f, "jobs").claimed, 1);
+	assert_true(wait_ready(f, 1, 20000));
 	assert_int_equal(queue_ack(f->qs, "jobs", a, ja.receipt, NULL), IMAPQ_E_MODIFIED);
 }
 
 /* A claimed message that arrives without a due time (as IMAP COPY brings one) is released. */
 static void test_copied_claim_is_released(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	assert_int_equal(queue_create(f->qs, "src", NULL, NULL), IMAPQ_OK);
 	struct queue_job job;
 	assert_int_equal(queue_enqueue(f->qs, "src", "x", 1, "text/plain", 0, &job, NULL),
@@ -343,16 +241,16 @@ static void test_copied_claim_is_released(void **state)
 	assert_int_equal(store_mailbox_find(f->store, "jobs", &dst), IMAPQ_OK);
 	struct uid_range r = {job.id, job.id};
 	assert_int_equal(store_copy(f->store, src, &r, 1, dst, false, NULL, NULL, NULL), IMAPQ_OK);
-	struct queue_stats s = stats_of(f);
+	struct queue_stats s = stats_of(f, "jobs");
 	assert_int_equal(s.claimed, 1);
-	assert_true(wait_ready(f, 1, 4000));
+	assert_true(wait_ready(f, 1, 20000));
 }
 
 /* A mailbox used only over IMAP: its claims (plain conditional stores of $Claimed, with the
  * engine's lease) expire and its acks (\Deleted and expunge) are counted. */
 static void test_imap_only_queue(void **state)
 {
-	struct fixture *f = *state;
+	struct queue_fixture *f = *state;
 	uint32_t id, uid[2];
 	unsigned k;
 	uint64_t modseq, lsn;
@@ -382,7 +280,7 @@ static void test_imap_only_queue(void **state)
 				     NULL, NULL, NULL),
 			 IMAPQ_OK);
 	assert_int_equal(store_expunge(f->store, id, &r, 1, NULL, NULL, NULL), IMAPQ_OK);
-	for (int t = 0; t < 200; t++) {
+	for (int t = 0; t < 1500; t++) {
 		assert_int_equal(store_message_get(f->store, id, uid[0], &m), IMAPQ_OK);
 		if (!(m.flags & STORE_KEYWORD(k)))
 			break;
@@ -403,14 +301,23 @@ int main(void)
 {
 	log_set_level(LOG_WARN);
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_waiters, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_waiter_deleted_queue_and_self_cancel, setup,
-					    teardown),
-	    cmocka_unit_test_setup_teardown(test_eight_workers_drain, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_restart_keeps_claims, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_restart_with_lapsed_lease, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_copied_claim_is_released, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_imap_only_queue, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_waiters, queue_fixture_setup_short_lease,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_waiter_deleted_queue_and_self_cancel,
+					    queue_fixture_setup_short_lease,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_eight_workers_drain, queue_fixture_setup_short_lease, queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_restart_keeps_claims, queue_fixture_setup_short_lease, queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_restart_with_lapsed_lease,
+					    queue_fixture_setup_short_lease,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_copied_claim_is_released,
+					    queue_fixture_setup_short_lease,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_imap_only_queue, queue_fixture_setup_short_lease,
+					    queue_fixture_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,75 +8,21 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
-#include <ftw.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "imap/base/crc32c.h"
 #include "imap/base/limits.h"
 #include "imap/store/store.h"
+#include "tests/unit/queue_fixture.h"
 
 #define CLAIMED_MASK (STORE_DELETED | STORE_KEYWORD(0) | STORE_KEYWORD(1))
 
-struct fixture {
-	char dir[64];
-	struct store *s;
-};
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 /* Opens (or reopens) the store of the fixture's folder. */
-static void reopen(struct fixture *f, uint64_t segment_bytes)
+static void reopen(struct store_fixture *f, uint64_t segment_bytes)
 {
-	if (f->s)
-		store_close(&f->s);
-	struct store_options o = {
-	    .dir = f->dir, .fsync = JOURNAL_FSYNC_OFF, .segment_bytes = segment_bytes};
-	struct store_report rep;
-	assert_int_equal(store_open(&o, &rep, &f->s), IMAPQ_OK);
-	assert_non_null(f->s);
-}
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof *f);
-	strcpy(f->dir, "/tmp/imapq-test-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	reopen(f, 0);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	store_close(&f->s);
-	assert_null(f->s);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	free(f);
-	return 0;
-}
-
-/* Appends a message with a text body and returns its UID. */
-static uint32_t append_text(struct store *s, uint32_t id, uint64_t flags, const char *text)
-{
-	struct journal_body b = {.data = text, .fd = -1, .len = strlen(text)};
-	b.crc = crc32c(0, text, b.len);
-	uint32_t uid = 0;
-	uint64_t modseq = 0;
-	assert_int_equal(store_append(s, id, flags, 1700000000, &b, &uid, &modseq, NULL), IMAPQ_OK);
-	assert_true(uid > 0);
-	return uid;
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, segment_bytes, &f->s);
 }
 
 static uint32_t create(struct store *s, const char *name)
@@ -141,7 +87,7 @@ static void collect_name(void *ctx, uint32_t id, const char *name)
 
 static void test_mailbox_lifecycle(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct store *s = f->s;
 	uint32_t inbox, id;
 	assert_int_equal(store_mailbox_find(s, "inbox", &inbox), IMAPQ_OK);
@@ -221,7 +167,7 @@ static void test_mailbox_lifecycle(void **state)
 
 static void test_uidvalidity_and_counters(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	uint32_t seen[8];
 	size_t n = 0;
 	struct store_mailbox_status st;
@@ -257,7 +203,7 @@ static void test_uidvalidity_and_counters(void **state)
 
 static void test_append_and_read(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct store *s = f->s;
 	uint32_t id = create(s, "msgs");
 	uint32_t u1 = append_text(s, id, STORE_SEEN, "first body");
@@ -349,7 +295,7 @@ static void note_outcome(void *ctx, const struct store_message *m, enum store_fl
 
 static void test_conditional_store(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct store *s = f->s;
 	uint32_t id = create(s, "cs");
 	unsigned claimed, delayed, k;
@@ -457,76 +403,48 @@ static void test_conditional_store(void **state)
 	assert_string_equal(kname, "$Claimed");
 }
 
-#define RACERS 8
 #define ROUNDS 60
 
+/* The message raced for in each round. */
 struct race {
+	struct fixture_race sync;
 	struct store *s;
 	uint32_t id;
 	uint64_t claimed;
-	pthread_barrier_t start, done;
 	uint32_t uid;
 	uint64_t since;
-	int changed, failed, other;
-	pthread_mutex_t mu;
 };
 
-static void *racer(void *arg)
+/* One racer's try: a conditional store of $Claimed, waited for. */
+static int race_try(void *arg)
 {
 	struct race *r = arg;
-	for (int round = 0; round < ROUNDS; round++) {
-		pthread_barrier_wait(&r->start);
-		struct outcomes oc = {0};
-		uint64_t lsn;
-		struct uid_range one = {r->uid, r->uid};
-		imapq_err err = store_flags(r->s, r->id, &one, 1, STORE_FLAGS_ADD, r->claimed,
-					    &r->since, note_outcome, &oc, &lsn);
-		if (err == IMAPQ_OK)
-			err = store_wait(r->s, lsn);
-		pthread_mutex_lock(&r->mu);
-		if (err != IMAPQ_OK || oc.n != 1)
-			r->other++;
-		else if (oc.o[0] == STORE_CHANGED)
-			r->changed++;
-		else if (oc.o[0] == STORE_FAILED)
-			r->failed++;
-		else
-			r->other++;
-		pthread_mutex_unlock(&r->mu);
-		pthread_barrier_wait(&r->done);
-	}
-	return NULL;
+	struct outcomes oc = {0};
+	uint64_t lsn;
+	struct uid_range one = {r->uid, r->uid};
+	imapq_err err = store_flags(r->s, r->id, &one, 1, STORE_FLAGS_ADD, r->claimed, &r->since,
+				    note_outcome, &oc, &lsn);
+	if (err == IMAPQ_OK)
+		err = store_wait(r->s, lsn);
+	return err == IMAPQ_OK && oc.n == 1 ? (int)oc.o[0] : -1;
 }
 
 static void test_claim_race(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct race r = {.s = f->s, .id = create(f->s, "race")};
 	unsigned k;
 	assert_int_equal(store_keyword(f->s, r.id, "$Claimed", true, &k, NULL), IMAPQ_OK);
 	r.claimed = STORE_KEYWORD(k);
-	pthread_barrier_init(&r.start, NULL, RACERS + 1);
-	pthread_barrier_init(&r.done, NULL, RACERS + 1);
-	pthread_mutex_init(&r.mu, NULL);
-	pthread_t t[RACERS];
-	for (int i = 0; i < RACERS; i++)
-		pthread_create(&t[i], NULL, racer, &r);
+	fixture_race_start(&r.sync, ROUNDS, race_try, &r);
 	for (int round = 0; round < ROUNDS; round++) {
 		r.uid = append_text(f->s, r.id, 0, "job");
 		r.since = modseq_of(f->s, r.id, r.uid);
-		int before = r.changed;
-		pthread_barrier_wait(&r.start);
-		pthread_barrier_wait(&r.done);
-		assert_int_equal(r.changed - before, 1);
+		int before = r.sync.changed;
+		fixture_race_round(&r.sync);
+		assert_int_equal(r.sync.changed - before, 1);
 	}
-	for (int i = 0; i < RACERS; i++)
-		pthread_join(t[i], NULL);
-	assert_int_equal(r.changed, ROUNDS);
-	assert_int_equal(r.failed, ROUNDS * (RACERS - 1));
-	assert_int_equal(r.other, 0);
-	pthread_barrier_destroy(&r.start);
-	pthread_barrier_destroy(&r.done);
-	pthread_mutex_destroy(&r.mu);
+	fixture_race_finish(&r.sync);
 }
 
 struct uids {
@@ -554,7 +472,7 @@ static void note_pair(void *ctx, uint32_t src, uint32_t dst)
 
 static void test_expunge_copy_move(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct store *s = f->s;
 	uint32_t a = create(s, "a"), b = create(s, "b");
 	unsigned ka, kb;
@@ -670,7 +588,7 @@ static void check_vanished(struct store *s, uint32_t id, uint64_t since, const u
 
 static void test_vanished_and_changed(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	reopen(f, 16 * 1024);
 	struct store *s = f->s;
 	uint32_t id = create(s, "qr");
@@ -734,7 +652,7 @@ static void test_vanished_and_changed(void **state)
 
 static void test_claim_predicate(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct store *s = f->s;
 	uint32_t id = create(s, "pred");
 	unsigned kc, kd;
@@ -778,7 +696,7 @@ static void test_claim_predicate(void **state)
 
 static void test_annotations_and_limits(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct store *s = f->s;
 	uint32_t id = create(s, "meta");
 	char buf[64];
@@ -833,8 +751,8 @@ static void test_annotations_and_limits(void **state)
 static void test_auto_compact_and_stats(void **state)
 {
 	(void)state;
-	char dir[64] = "/tmp/imapq-test-XXXXXX";
-	assert_non_null(mkdtemp(dir));
+	char dir[FIXTURE_DIR_LEN];
+	assert_true(fixture_dir_make(dir));
 	struct store_options o = {
 	    .dir = dir, .fsync = JOURNAL_FSYNC_ALWAYS, .segment_bytes = 4096, .auto_compact = true};
 	struct store *s;
@@ -868,22 +786,31 @@ static void test_auto_compact_and_stats(void **state)
 	assert_int_equal(store_body_read(s, id, 2, 0, buf, sizeof buf, &got), IMAPQ_OK);
 	assert_int_equal(got, 37);
 	store_close(&s);
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fixture_dir_remove(dir);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_name_validation),
-	    cmocka_unit_test_setup_teardown(test_mailbox_lifecycle, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_uidvalidity_and_counters, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_append_and_read, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_conditional_store, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_claim_race, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_expunge_copy_move, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_vanished_and_changed, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_claim_predicate, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_annotations_and_limits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mailbox_lifecycle, store_fixture_setup,
+					    store_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_uidvalidity_and_counters, store_fixture_setup,
+					    store_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_append_and_read, store_fixture_setup,
+					    store_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_conditional_store, store_fixture_setup,
+					    store_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_claim_race, store_fixture_setup,
+					    store_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_expunge_copy_move, store_fixture_setup,
+					    store_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_vanished_and_changed, store_fixture_setup,
+					    store_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_claim_predicate, store_fixture_setup,
+					    store_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_annotations_and_limits, store_fixture_setup,
+					    store_fixture_teardown),
 	    cmocka_unit_test(test_auto_compact_and_stats),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,7 +6,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,14 +13,10 @@
 #include <time.h>
 
 #include "imap/store/store.h"
+#include "tests/unit/queue_fixture.h"
 
 /* How long a test waits for a notice that should come, in milliseconds. */
 #define NOTICE_WAIT_MS 5000
-
-struct fixture {
-	char dir[64];
-	struct store *s;
-};
 
 /* What one subscriber saw. */
 struct seen {
@@ -43,44 +38,8 @@ static void on_commit_other(void *arg, uint64_t durable_lsn)
 	on_commit(arg, durable_lsn);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof *f);
-	if (f == NULL)
-		return -1;
-	strcpy(f->dir, "/tmp/imapq-test-XXXXXX");
-	if (!mkdtemp(f->dir)) {
-		free(f);
-		return -1;
-	}
-	struct store_options o = {.dir = f->dir, .fsync = JOURNAL_FSYNC_ALWAYS};
-	if (store_open(&o, NULL, &f->s) != IMAPQ_OK) {
-		free(f);
-		return -1;
-	}
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	store_close(&f->s);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	free(f);
-	return 0;
-}
-
 /* Makes one durable change and returns its LSN. */
-static uint64_t change(struct fixture *f, const char *name)
+static uint64_t change(struct store_fixture *f, const char *name)
 {
 	uint64_t lsn = 0;
 	assert_int_equal(store_mailbox_create(f->s, name, NULL, &lsn), IMAPQ_OK);
@@ -102,7 +61,7 @@ static bool wait_for(struct seen *seen, uint64_t lsn)
 
 static void test_every_subscriber_notified(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct seen a = {0}, b = {0};
 	assert_int_equal(store_add_commit_hook(f->s, on_commit, &a), IMAPQ_OK);
 	assert_int_equal(store_add_commit_hook(f->s, on_commit, &b), IMAPQ_OK);
@@ -123,7 +82,7 @@ static void test_every_subscriber_notified(void **state)
 
 static void test_removal_matches_function_and_argument(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct seen a = {0};
 	assert_int_equal(store_add_commit_hook(f->s, on_commit, &a), IMAPQ_OK);
 	assert_int_equal(store_add_commit_hook(f->s, on_commit_other, &a), IMAPQ_OK);
@@ -137,7 +96,7 @@ static void test_removal_matches_function_and_argument(void **state)
 
 static void test_slots_are_bounded(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct seen s[16] = {0};
 	unsigned added = 0;
 	while (added < 16 && store_add_commit_hook(f->s, on_commit, &s[added]) == IMAPQ_OK)
@@ -157,10 +116,12 @@ static void test_slots_are_bounded(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_every_subscriber_notified, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_removal_matches_function_and_argument, setup,
-					    teardown),
-	    cmocka_unit_test_setup_teardown(test_slots_are_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_subscriber_notified,
+					    store_fixture_setup_fsync, store_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_removal_matches_function_and_argument,
+					    store_fixture_setup_fsync, store_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_slots_are_bounded, store_fixture_setup_fsync,
+					    store_fixture_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

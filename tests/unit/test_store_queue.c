@@ -7,47 +7,32 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "imap/base/crc32c.h"
 #include "imap/store/msgtable.h"
 #include "imap/store/store.h"
+#include "tests/unit/queue_fixture.h"
 
-/* Threads racing one claim, and rounds of the race. */
-#define RACERS 8
+/* Rounds of the claim race. */
 #define ROUNDS 40
 
 _Static_assert(sizeof(struct msg) == 48, "a message's RAM entry is 48 bytes");
 
 struct fixture {
-	char dir[64];
+	char dir[FIXTURE_DIR_LEN];
 	struct store *s;
 	uint32_t q;	  /* mailbox "q" */
 	uint64_t claimed; /* flag bit of $Claimed in q */
 	uint64_t segment; /* segment size of the store */
 };
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 /* Opens (or reopens) the fixture's store. */
 static void reopen(struct fixture *f)
 {
-	if (f->s)
-		store_close(&f->s);
-	struct store_options o = {
-	    .dir = f->dir, .fsync = JOURNAL_FSYNC_OFF, .segment_bytes = f->segment};
-	assert_int_equal(store_open(&o, NULL, &f->s), IMAPQ_OK);
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, f->segment, &f->s);
 }
 
 static uint64_t keyword_bit(struct store *s, uint32_t id, const char *name)
@@ -60,8 +45,7 @@ static uint64_t keyword_bit(struct store *s, uint32_t id, const char *name)
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
-	strcpy(f->dir, "/tmp/imapq-test-XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (!fixture_dir_make(f->dir))
 		return -1;
 	reopen(f);
 	assert_int_equal(store_mailbox_create(f->s, "q", &f->q, NULL), IMAPQ_OK);
@@ -73,19 +57,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	store_close(&f->s);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fixture_store_remove(f->dir, &f->s);
 	free(f);
 	return 0;
-}
-
-static uint32_t append_text(struct store *s, uint32_t id, uint64_t flags, const char *text)
-{
-	struct journal_body b = {.data = text, .fd = -1, .len = strlen(text)};
-	b.crc = crc32c(0, text, b.len);
-	uint32_t uid = 0;
-	assert_int_equal(store_append(s, id, flags, 1700000000, &b, &uid, NULL, NULL), IMAPQ_OK);
-	return uid;
 }
 
 static struct store_message get(struct store *s, uint32_t id, uint32_t uid)
@@ -299,55 +273,36 @@ static void test_failed_claim_changes_nothing(void **state)
 	    IMAPQ_E_INVALID);
 }
 
-/* The shared state of the claim race. */
+/* The job raced for in each round. */
 struct race {
+	struct fixture_race sync;
 	struct fixture *f;
 	uint32_t uid;
 	uint64_t since;
-	pthread_barrier_t start, done;
-	pthread_mutex_t mu;
-	int changed, failed, other;
-	uint32_t winner_attempts;
+	uint32_t winner_attempts; /* written by the round's one winner */
 };
 
-static void *racer(void *arg)
+/* One racer's try: a conditional claim. */
+static int race_try(void *arg)
 {
 	struct race *r = arg;
-	for (int round = 0; round < ROUNDS; round++) {
-		pthread_barrier_wait(&r->start);
-		struct result res = claim(r->f, r->uid, r->since);
-		pthread_mutex_lock(&r->mu);
-		if (res.outcome == STORE_CHANGED) {
-			r->changed++;
-			r->winner_attempts = res.m.attempts;
-		} else if (res.outcome == STORE_FAILED) {
-			r->failed++;
-		} else {
-			r->other++;
-		}
-		pthread_mutex_unlock(&r->mu);
-		pthread_barrier_wait(&r->done);
-	}
-	return NULL;
+	struct result res = claim(r->f, r->uid, r->since);
+	if (res.outcome == STORE_CHANGED)
+		r->winner_attempts = res.m.attempts;
+	return (int)res.outcome;
 }
 
 static void test_claim_race_counts_once(void **state)
 {
 	struct fixture *f = *state;
 	struct race r = {.f = f, .uid = append_text(f->s, f->q, 0, "job")};
-	pthread_barrier_init(&r.start, NULL, RACERS + 1);
-	pthread_barrier_init(&r.done, NULL, RACERS + 1);
-	pthread_mutex_init(&r.mu, NULL);
-	pthread_t t[RACERS];
-	for (int i = 0; i < RACERS; i++)
-		pthread_create(&t[i], NULL, racer, &r);
+	fixture_race_start(&r.sync, ROUNDS, race_try, &r);
 	for (int round = 0; round < ROUNDS; round++) {
 		/* The same job is released and raced for again: one attempt per round. */
 		r.since = get(f->s, f->q, r.uid).modseq;
-		int before = r.changed;
-		pthread_barrier_wait(&r.start);
-		pthread_barrier_wait(&r.done);
-		assert_int_equal(r.changed - before, 1);
+		int before = r.sync.changed;
+		fixture_race_round(&r.sync);
+		assert_int_equal(r.sync.changed - before, 1);
 		assert_int_equal(r.winner_attempts, round + 1);
 		struct store_message m = get(f->s, f->q, r.uid);
 		assert_int_equal(m.attempts, round + 1);
@@ -357,14 +312,7 @@ static void test_claim_race_counts_once(void **state)
 					     NULL),
 				 IMAPQ_OK);
 	}
-	for (int i = 0; i < RACERS; i++)
-		pthread_join(t[i], NULL);
-	assert_int_equal(r.changed, ROUNDS);
-	assert_int_equal(r.failed, ROUNDS * (RACERS - 1));
-	assert_int_equal(r.other, 0);
-	pthread_barrier_destroy(&r.start);
-	pthread_barrier_destroy(&r.done);
-	pthread_mutex_destroy(&r.mu);
+	fixture_race_finish(&r.sync);
 }
 
 static void test_settings(void **state)
@@ -437,9 +385,8 @@ static void test_settings(void **state)
 static void test_settings_survive_checkpoints(void **state)
 {
 	struct fixture *f = *state;
-	store_close(&f->s);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	assert_non_null(mkdtemp(strcpy(f->dir, "/tmp/imapq-test-XXXXXX")));
+	fixture_store_remove(f->dir, &f->s);
+	assert_true(fixture_dir_make(f->dir));
 	f->segment = 4096;
 	reopen(f);
 	assert_int_equal(store_mailbox_create(f->s, "q", &f->q, NULL), IMAPQ_OK);
