@@ -179,6 +179,7 @@ static bool start_listeners(struct daemon *d)
 		return false;
 	}
 	ports[nports++] = (struct portfile_entry){"http", http_server_port(d->http)};
+	log_info("http", "listening on %s:%u", d->opts.http.host, http_server_port(d->http));
 	if (d->opts.port_file[0] != '\0' &&
 	    portfile_write(d->opts.port_file, ports, nports) != IMAPQ_OK) {
 		log_error("imapqd", "cannot write port file %s", d->opts.port_file);

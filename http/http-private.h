@@ -101,6 +101,9 @@ bool http_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
 void http_time_format(int64_t t, char *buf, size_t cap);
 /* Adds a decimal string member (ids, mod-sequences) to obj; false when memory is short. */
 bool http_json_add_u64_string(cJSON *obj, const char *key, uint64_t v);
+/* Adds an unsigned integer as a JSON number member, printed without cJSON's floating-point
+ * formatting; false when memory is short. */
+bool http_json_add_uint(cJSON *obj, const char *key, uint64_t v);
 
 /* --- Server and requests --- */
 

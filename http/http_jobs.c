@@ -299,7 +299,7 @@ imapq_err http_job_to_json(struct http_request *req, const struct queue_job *job
 		cJSON_AddStringToObject(obj, "receipt", text);
 	}
 	http_json_add_u64_string(obj, "modseq", job->receipt.modseq);
-	cJSON_AddNumberToObject(obj, "attempts", job->attempts);
+	http_json_add_uint(obj, "attempts", job->attempts);
 	http_time_format(job->enqueued_at, text, sizeof text);
 	cJSON_AddStringToObject(obj, "enqueued_at", text);
 	if (job->due != 0 && (job->state == QUEUE_CLAIMED || job->state == QUEUE_DELAYED)) {
@@ -307,7 +307,7 @@ imapq_err http_job_to_json(struct http_request *req, const struct queue_job *job
 		cJSON_AddStringToObject(
 		    obj, job->state == QUEUE_CLAIMED ? "lease_until" : "not_before", text);
 	}
-	cJSON_AddNumberToObject(obj, "size", job->size);
+	http_json_add_uint(obj, "size", job->size);
 	if (!with_body)
 		return IMAPQ_OK;
 	char *payload = NULL;

@@ -207,22 +207,70 @@ bool http_receipt_parse(const char *text, struct queue_receipt *r)
 	return true;
 }
 
+/* Writes v in decimal into buf (at least 21 bytes) without printf; returns its length. */
+static size_t format_u64(uint64_t v, char *buf)
+{
+	char tmp[20];
+	size_t n = 0;
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = tmp[n - 1 - i];
+	buf[n] = '\0';
+	return n;
+}
+
+/* Copies text[0..len) into buf (cap bytes), truncated and NUL-terminated like snprintf. */
+static void copy_text(char *buf, size_t cap, const char *text, size_t len)
+{
+	if (cap == 0)
+		return;
+	if (len >= cap)
+		len = cap - 1;
+	memcpy(buf, text, len);
+	buf[len] = '\0';
+}
+
 void http_receipt_format(struct queue_receipt r, char *buf, size_t cap)
 {
-	snprintf(buf, cap, "%" PRIu32 "-%" PRIu64, r.uidvalidity, r.modseq);
+	char text[48];
+	size_t n = format_u64(r.uidvalidity, text);
+	text[n++] = '-';
+	n += format_u64(r.modseq, text + n);
+	copy_text(buf, cap, text, n);
 }
 
 void http_time_format(int64_t t, char *buf, size_t cap)
 {
-	time_t tt = (time_t)t;
-	struct tm tm;
-	if (gmtime_r(&tt, &tm) == NULL || strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(buf, cap, "1970-01-01T00:00:00Z");
+	/* Replies name the same few seconds over and over: each thread keeps the last one it
+	 * formatted, which spares gmtime_r's lock and strftime. */
+	static _Thread_local int64_t cached_t = INT64_MIN;
+	static _Thread_local char cached[32];
+	static _Thread_local size_t cached_len;
+	if (t != cached_t) {
+		time_t tt = (time_t)t;
+		struct tm tm;
+		if (gmtime_r(&tt, &tm) == NULL ||
+		    strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+			snprintf(cached, sizeof cached, "1970-01-01T00:00:00Z");
+		cached_len = strlen(cached);
+		cached_t = t;
+	}
+	copy_text(buf, cap, cached, cached_len);
 }
 
 bool http_json_add_u64_string(cJSON *obj, const char *key, uint64_t v)
 {
 	char text[24];
-	snprintf(text, sizeof text, "%" PRIu64, v);
+	format_u64(v, text);
 	return cJSON_AddStringToObject(obj, key, text) != NULL;
+}
+
+bool http_json_add_uint(cJSON *obj, const char *key, uint64_t v)
+{
+	char text[24];
+	format_u64(v, text);
+	return cJSON_AddRawToObject(obj, key, text) != NULL;
 }

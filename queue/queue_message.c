@@ -2,6 +2,8 @@
  * Message-ID and MIME-Version headers, a blank line, the payload), and reading a job back as its
  * body and Content-Type, whoever appended it. */
 #include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,71 @@ static bool content_type_valid(const char *ct)
 	return true;
 }
 
+/* The per-process half of every Message-ID: random hex drawn once, made unique per message by
+ * a counter, which is as unique as fresh random bytes for each message and far cheaper. */
+static char id_prefix[2 * 12 + 1];
+static bool id_prefix_ok;
+static pthread_once_t id_prefix_once = PTHREAD_ONCE_INIT;
+static atomic_uint_fast64_t id_counter;
+
+/* Draws the Message-ID prefix. */
+static void id_prefix_init(void)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char rnd[(sizeof id_prefix - 1) / 2];
+	if (RAND_bytes(rnd, sizeof rnd) != 1)
+		return;
+	for (size_t i = 0; i < sizeof rnd; i++) {
+		id_prefix[2 * i] = hex[rnd[i] >> 4];
+		id_prefix[2 * i + 1] = hex[rnd[i] & 0xf];
+	}
+	id_prefix[sizeof id_prefix - 1] = '\0';
+	id_prefix_ok = true;
+}
+
+/* Writes v in decimal at p (room for 20 digits); returns the end. */
+static char *put_u64(char *p, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	while (n > 0)
+		*p++ = tmp[--n];
+	return p;
+}
+
+/* Copies text[0..len) to p; returns the end. */
+static char *put_text(char *p, const char *text, size_t len)
+{
+	memcpy(p, text, len);
+	return p + len;
+}
+
+/* Copies a string literal without its NUL; returns the end. */
+#define PUT_LITERAL(p, lit) put_text((p), (lit), sizeof(lit) - 1)
+
+/* The RFC 5322 date of now into *date_r (its length in *len_r); each thread keeps the string of
+ * the last second it formatted, sparing gmtime_r's lock and strftime on most messages. */
+static void date_now(const char **date_r, size_t *len_r)
+{
+	static _Thread_local time_t cached_t = (time_t)-1;
+	static _Thread_local char cached[64];
+	static _Thread_local size_t cached_len;
+	time_t now = time(NULL);
+	if (now != cached_t) {
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		/* The C locale's day and month names are the English ones RFC 5322 wants. */
+		cached_len = strftime(cached, sizeof cached, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+		cached_t = now;
+	}
+	*date_r = cached;
+	*len_r = cached_len;
+}
+
 imapq_err queue_message_build(const void *payload, size_t len, const char *content_type,
 			      char **msg_r, size_t *len_r)
 {
@@ -37,33 +104,34 @@ imapq_err queue_message_build(const void *payload, size_t len, const char *conte
 		return IMAPQ_E_INVALID;
 	if (len > IMAPQ_MAX_MESSAGE_SIZE - QUEUE_HEADER_ROOM)
 		return IMAPQ_E_TOOBIG;
-	unsigned char rnd[16];
-	if (RAND_bytes(rnd, sizeof rnd) != 1)
+	pthread_once(&id_prefix_once, id_prefix_init);
+	if (!id_prefix_ok)
 		return IMAPQ_E_IO;
-	char id[2 * sizeof rnd + 1];
-	for (size_t i = 0; i < sizeof rnd; i++)
-		snprintf(id + 2 * i, 3, "%02x", rnd[i]);
-	time_t now = time(NULL);
-	struct tm tm;
-	char date[64];
-	gmtime_r(&now, &tm);
-	/* The C locale's day and month names are the English ones RFC 5322 wants. */
-	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	uint64_t seq = atomic_fetch_add(&id_counter, 1);
+	const char *date;
+	size_t date_len;
+	date_now(&date, &date_len);
+	/* The content type is at most QUEUE_MAX_CONTENT_TYPE bytes; the rest fits the 256 more. */
 	char header[QUEUE_HEADER_ROOM];
-	int hlen = snprintf(header, sizeof header,
-			    "Content-Type: %s\r\nDate: %s\r\nMessage-ID: <%s@imapq>\r\n"
-			    "MIME-Version: 1.0\r\n\r\n",
-			    content_type, date, id);
-	if (hlen < 0 || (size_t)hlen >= sizeof header)
-		return IMAPQ_E_INVALID;
-	char *msg = malloc((size_t)hlen + len);
+	char *p = header;
+	p = PUT_LITERAL(p, "Content-Type: ");
+	p = put_text(p, content_type, strlen(content_type));
+	p = PUT_LITERAL(p, "\r\nDate: ");
+	p = put_text(p, date, date_len);
+	p = PUT_LITERAL(p, "\r\nMessage-ID: <");
+	p = put_text(p, id_prefix, sizeof id_prefix - 1);
+	*p++ = '.';
+	p = put_u64(p, seq);
+	p = PUT_LITERAL(p, "@imapq>\r\nMIME-Version: 1.0\r\n\r\n");
+	size_t hlen = (size_t)(p - header);
+	char *msg = malloc(hlen + len);
 	if (msg == NULL)
 		return IMAPQ_E_NOMEM;
-	memcpy(msg, header, (size_t)hlen);
+	memcpy(msg, header, hlen);
 	if (len > 0)
 		memcpy(msg + hlen, payload, len);
 	*msg_r = msg;
-	*len_r = (size_t)hlen + len;
+	*len_r = hlen + len;
 	return IMAPQ_OK;
 }
 

@@ -120,8 +120,9 @@
 #define IMAPQ_HTTP_MAX_CONNECTIONS 10000
 #define IMAPQ_HTTP_MAX_PER_IP	   1024
 /* Bytes of libmicrohttpd memory per connection (request line, headers, read buffer): headers
- * past it are answered 431. */
-#define IMAPQ_HTTP_CONNECTION_MEMORY (64 * 1024)
+ * past it are answered 431. libmicrohttpd zeroes the whole pool before each request of a
+ * keep-alive connection, so this is paid per request; 16 KiB still takes ~15 KiB of headers. */
+#define IMAPQ_HTTP_CONNECTION_MEMORY (16 * 1024)
 /* Seconds a silent connection stays open (parked long polls keep their own deadline). */
 #define IMAPQ_HTTP_TIMEOUT_S 60
 /* Pool threads: one per core; no request holds one while its fsync runs (replies wait

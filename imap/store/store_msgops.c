@@ -88,13 +88,7 @@ static imapq_err switch_to_map(struct store *s, struct mailbox *mb)
 static imapq_err replay_add(struct store *s, struct mailbox *mb, const struct msg *m)
 {
 	if (!mb->replay) {
-		const struct msg *old = msgtable_find(mb->msgs, m->uid);
-		if (old != NULL) {
-			/* A carried copy replaces the message's state and location. */
-			store_msg_update(s, mb, m);
-			store_msg_set_loc(s, mb, m->uid, m->loc);
-			return IMAPQ_OK;
-		}
+		/* Rising UIDs (nearly every record) go straight in; the table refuses the rest. */
 		imapq_err err = msgtable_append(mb->msgs, m);
 		if (err == IMAPQ_OK) {
 			count_flags(mb, m->flags, 1);
@@ -107,6 +101,12 @@ static imapq_err replay_add(struct store *s, struct mailbox *mb, const struct ms
 		}
 		if (err != IMAPQ_E_INVALID)
 			return err;
+		if (msgtable_find(mb->msgs, m->uid) != NULL) {
+			/* A carried copy replaces the message's state and location. */
+			store_msg_update(s, mb, m);
+			store_msg_set_loc(s, mb, m->uid, m->loc);
+			return IMAPQ_OK;
+		}
 		err = switch_to_map(s, mb);
 		if (err != IMAPQ_OK)
 			return err;
