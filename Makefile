@@ -1,5 +1,5 @@
 # The three commands of the README: make run, make test, make bench.
-# Builds: build/ (gcc, optimised, -Werror) holds build/imapqd and build/imapq;
+# Builds: build/ (gcc, optimised, -Werror) holds build/imapqd, the tests and the benchmarks;
 # build-asan/ (clang, ASan+UBSan, -Werror) is the sanitizer build that the tests also run.
 
 BUILD      ?= build

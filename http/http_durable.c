@@ -52,19 +52,15 @@ static void unlink_locked(struct http_durable *d, struct http_request *req)
 
 /* The store's commit notice, on the journal's flusher thread: resumes every suspended request
  * whose LSN is now durable (all of them once the journal failed, to answer with the error). */
-static void on_commit(void *arg, uint64_t durable_lsn)
+/* Unlinks the suspended requests whose reply may go (all of them with everything) and returns
+ * them as a list. Caller holds d->mu. */
+static struct http_request *take_ready(struct http_durable *d, uint64_t durable_lsn,
+				       bool everything)
 {
-	struct http_durable *d = &((struct http_server *)arg)->durable;
 	struct http_request *ready = NULL;
-	pthread_mutex_lock(&d->mu);
-	/* Durability only grows; a notice without progress says the journal failed. */
-	if (durable_lsn <= d->last_lsn)
-		d->failed = true;
-	else
-		d->last_lsn = durable_lsn;
 	for (struct http_request **pp = &d->held; *pp != NULL;) {
 		struct http_request *req = *pp;
-		if (req->held_suspended && (req->reply_lsn <= durable_lsn || d->failed)) {
+		if (req->held_suspended && (everything || req->reply_lsn <= durable_lsn)) {
 			*pp = req->held_next;
 			req->held_listed = false;
 			req->held_next = ready;
@@ -73,14 +69,33 @@ static void on_commit(void *arg, uint64_t durable_lsn)
 			pp = &req->held_next;
 		}
 	}
-	pthread_mutex_unlock(&d->mu);
-	/* Each request stays suspended, hence alive, until its own resumption: read it first. */
+	return ready;
+}
+
+/* Resumes a list from take_ready(). Each request stays suspended, hence alive, until its own
+ * resumption: its link is read first. */
+static void resume_all(struct http_request *ready)
+{
 	while (ready != NULL) {
 		struct http_request *req = ready;
 		ready = req->held_next;
 		req->held_next = NULL;
 		MHD_resume_connection(req->conn);
 	}
+}
+
+static void on_commit(void *arg, uint64_t durable_lsn)
+{
+	struct http_durable *d = &((struct http_server *)arg)->durable;
+	pthread_mutex_lock(&d->mu);
+	/* Durability only grows; a notice without progress says the journal failed. */
+	if (durable_lsn <= d->last_lsn)
+		d->failed = true;
+	else
+		d->last_lsn = durable_lsn;
+	struct http_request *ready = take_ready(d, durable_lsn, d->failed);
+	pthread_mutex_unlock(&d->mu);
+	resume_all(ready);
 }
 
 imapq_err http_durable_init(struct http_server *server)
@@ -160,26 +175,10 @@ void http_durable_close(struct http_server *server)
 	}
 	pthread_mutex_lock(&d->mu);
 	d->closing = true;
-	struct http_request *ready = NULL;
-	for (struct http_request **pp = &d->held; *pp != NULL;) {
-		struct http_request *req = *pp;
-		if (req->held_suspended) {
-			*pp = req->held_next;
-			req->held_listed = false;
-			req->held_next = ready;
-			ready = req;
-		} else {
-			/* Its own thread sees closing once it has suspended, and resumes it. */
-			pp = &req->held_next;
-		}
-	}
+	/* A request not yet suspended sees closing once it has, and resumes itself. */
+	struct http_request *ready = take_ready(d, UINT64_MAX, true);
 	pthread_mutex_unlock(&d->mu);
-	while (ready != NULL) {
-		struct http_request *req = ready;
-		ready = req->held_next;
-		req->held_next = NULL;
-		MHD_resume_connection(req->conn);
-	}
+	resume_all(ready);
 }
 
 void http_durable_fini(struct http_server *server)

@@ -205,6 +205,17 @@ imapq_err queue_ack(struct queue_service *qs, const char *name, uint32_t id,
 	return queue_finish(qs, err, lsn, lsn_r);
 }
 
+/* Finds the queue, its status and the job held with receipt. */
+static imapq_err find_held(struct queue_service *qs, const char *name, uint32_t id,
+			   struct queue_receipt receipt, struct queue_ref *ref,
+			   struct store_message *m, struct store_mailbox_status *st)
+{
+	imapq_err err = queue_ref_status(qs, name, ref, st);
+	if (err == IMAPQ_OK)
+		err = check_held(qs, ref, id, receipt, m);
+	return err;
+}
+
 imapq_err queue_nack(struct queue_service *qs, const char *name, uint32_t id,
 		     struct queue_receipt receipt, uint32_t delay, uint64_t *lsn_r)
 {
@@ -213,11 +224,7 @@ imapq_err queue_nack(struct queue_service *qs, const char *name, uint32_t id,
 	struct queue_ref ref;
 	struct store_message m;
 	struct store_mailbox_status st;
-	imapq_err err = queue_ref_get(qs, name, &ref);
-	if (err == IMAPQ_OK)
-		err = check_held(qs, &ref, id, receipt, &m);
-	if (err == IMAPQ_OK)
-		err = store_mailbox_status(qs->store, ref.id, &st);
+	imapq_err err = find_held(qs, name, id, receipt, &ref, &m, &st);
 	if (err != IMAPQ_OK)
 		return err;
 	uint64_t lsn = 0;
@@ -258,13 +265,9 @@ imapq_err queue_extend(struct queue_service *qs, const char *name, uint32_t id,
 	struct queue_ref ref;
 	struct store_message m;
 	struct store_mailbox_status st;
-	imapq_err err = queue_ref_get(qs, name, &ref);
-	if (err == IMAPQ_OK)
-		err = check_held(qs, &ref, id, receipt, &m);
-	if (err == IMAPQ_OK && lease == 0) {
-		err = store_mailbox_status(qs->store, ref.id, &st);
+	imapq_err err = find_held(qs, name, id, receipt, &ref, &m, &st);
+	if (err == IMAPQ_OK && lease == 0)
 		lease = st.lease;
-	}
 	if (err != IMAPQ_OK)
 		return err;
 	/* Setting the due time alone is a change, so the receipt always moves. */

@@ -9,6 +9,7 @@
 #include "imap/protocol/quote.h"
 #include "imap/protocol/seqset.h"
 #include "imap/protocol/utf7.h"
+#include "imap/server/flags.h"
 #include "imap/server/server-private.h"
 
 #define ANY	 (STATE_NOT_AUTHENTICATED | STATE_AUTHENTICATED | STATE_SELECTED)
@@ -249,24 +250,6 @@ bool cmd_arg_set(struct cmd *c, const struct parser_arg *arg, bool uid, struct u
 	return true;
 }
 
-/* Maps a system flag name to its bit; 0 when it is not one. */
-static uint64_t system_flag(const char *name, size_t len)
-{
-	static const struct {
-		const char *name;
-		uint64_t bit;
-	} flags[] = {{"\\Seen", STORE_SEEN},
-		     {"\\Answered", STORE_ANSWERED},
-		     {"\\Flagged", STORE_FLAGGED},
-		     {"\\Deleted", STORE_DELETED},
-		     {"\\Draft", STORE_DRAFT}};
-	for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
-		if (strlen(flags[i].name) == len && strncasecmp(flags[i].name, name, len) == 0)
-			return flags[i].bit;
-	}
-	return 0;
-}
-
 /* Adds one flag atom to *flags; replies and returns false when it is not acceptable. */
 static bool add_flag(struct cmd *c, const struct parser_arg *a, bool create, uint64_t *flags)
 {
@@ -277,7 +260,7 @@ static bool add_flag(struct cmd *c, const struct parser_arg *a, bool create, uin
 		return false;
 	}
 	if (a->str[0] == '\\') {
-		uint64_t bit = system_flag(a->str, a->len);
+		uint64_t bit = flag_system_bit(a->str, a->len);
 		if (bit != 0) {
 			*flags |= bit;
 			return true;

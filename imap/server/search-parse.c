@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "imap/base/limits.h"
+#include "imap/server/flags.h"
 #include "imap/server/search-private.h"
 
 /* Where parsing is: the key list being read and the first failure. */
@@ -239,24 +240,6 @@ static struct search_node *set_key(struct parse_state *ps, const struct parser_a
 	return node;
 }
 
-/* Maps a system flag name ("\Seen") to its bit; 0 when it is not one. */
-static uint64_t system_flag(const char *name)
-{
-	static const struct {
-		const char *name;
-		uint64_t bit;
-	} flags[] = {{"\\Seen", STORE_SEEN},
-		     {"\\Answered", STORE_ANSWERED},
-		     {"\\Flagged", STORE_FLAGGED},
-		     {"\\Deleted", STORE_DELETED},
-		     {"\\Draft", STORE_DRAFT}};
-	for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
-		if (strcasecmp(flags[i].name, name) == 0)
-			return flags[i].bit;
-	}
-	return 0;
-}
-
 /* KEYWORD (set true) or UNKEYWORD: a flag test, or a constant for an undefined keyword. */
 static struct search_node *keyword_key(struct parse_state *ps, struct arg_cursor *cur, bool set)
 {
@@ -265,7 +248,7 @@ static struct search_node *keyword_key(struct parse_state *ps, struct arg_cursor
 		return NULL;
 	if (a->type != PARSER_ARG_ATOM || a->len == 0)
 		return fail(ps, IMAPQ_E_INVALID, "Invalid keyword");
-	uint64_t bit = system_flag(a->str);
+	uint64_t bit = flag_system_bit(a->str, a->len);
 	if (bit == 0) {
 		for (size_t i = 0; i < a->len; i++) {
 			unsigned char ch = (unsigned char)a->str[i];

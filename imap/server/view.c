@@ -7,6 +7,7 @@
 #include "imap/base/limits.h"
 #include "imap/base/log.h"
 #include "imap/base/vec.h"
+#include "imap/server/flags.h"
 #include "imap/server/server-private.h"
 
 /* Index of the first pending UID >= uid. */
@@ -131,8 +132,6 @@ static bool was_echoed(const struct view *v, uint32_t uid, uint64_t modseq)
 /* Writes the flag names of flags separated by spaces, without parentheses; false when none. */
 static bool write_flag_items(struct session *s, uint64_t flags)
 {
-	static const char *const system[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted",
-					     "\\Draft"};
 	bool first = true;
 	for (unsigned bit = 0; bit < 64; bit++) {
 		if (!(flags & (1ull << bit)))
@@ -140,7 +139,7 @@ static bool write_flag_items(struct session *s, uint64_t flags)
 		char name[IMAPQ_MAX_KEYWORD + 1];
 		const char *text = name;
 		if (bit < STORE_KEYWORD_BASE)
-			text = system[bit];
+			text = flag_system_name(bit);
 		else if (store_keyword_name(s->server->opts.store, s->view.id,
 					    bit - STORE_KEYWORD_BASE, name,
 					    sizeof name) != IMAPQ_OK)
