@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "http/http-private.h"
+#include "imap/base/decimal.h"
 
 /* Length of the UTF-8 sequence starting at s[0..n), or 0 when it is malformed (overlong forms,
  * surrogates and code points past U+10FFFF included). */
@@ -207,21 +208,6 @@ bool http_receipt_parse(const char *text, struct queue_receipt *r)
 	return true;
 }
 
-/* Writes v in decimal into buf (at least 21 bytes) without printf; returns its length. */
-static size_t format_u64(uint64_t v, char *buf)
-{
-	char tmp[20];
-	size_t n = 0;
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	for (size_t i = 0; i < n; i++)
-		buf[i] = tmp[n - 1 - i];
-	buf[n] = '\0';
-	return n;
-}
-
 /* Copies text[0..len) into buf (cap bytes), truncated and NUL-terminated like snprintf. */
 static void copy_text(char *buf, size_t cap, const char *text, size_t len)
 {
@@ -236,9 +222,9 @@ static void copy_text(char *buf, size_t cap, const char *text, size_t len)
 void http_receipt_format(struct queue_receipt r, char *buf, size_t cap)
 {
 	char text[48];
-	size_t n = format_u64(r.uidvalidity, text);
+	size_t n = decimal_u64(r.uidvalidity, text);
 	text[n++] = '-';
-	n += format_u64(r.modseq, text + n);
+	n += decimal_u64(r.modseq, text + n);
 	copy_text(buf, cap, text, n);
 }
 
@@ -264,13 +250,13 @@ void http_time_format(int64_t t, char *buf, size_t cap)
 bool http_json_add_u64_string(cJSON *obj, const char *key, uint64_t v)
 {
 	char text[24];
-	format_u64(v, text);
+	decimal_u64(v, text);
 	return cJSON_AddStringToObject(obj, key, text) != NULL;
 }
 
 bool http_json_add_uint(cJSON *obj, const char *key, uint64_t v)
 {
 	char text[24];
-	format_u64(v, text);
+	decimal_u64(v, text);
 	return cJSON_AddRawToObject(obj, key, text) != NULL;
 }

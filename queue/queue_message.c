@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 
 #include "imap/base/limits.h"
+#include "imap/base/decimal.h"
 #include "queue/queue-private.h"
 
 /* Bytes of the message read per step while looking for the end of the header. */
@@ -52,18 +53,10 @@ static void id_prefix_init(void)
 	id_prefix_ok = true;
 }
 
-/* Writes v in decimal at p (room for 20 digits); returns the end. */
+/* Writes v in decimal at p (room for 21 bytes); returns the end. */
 static char *put_u64(char *p, uint64_t v)
 {
-	char tmp[20];
-	size_t n = 0;
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	while (n > 0)
-		*p++ = tmp[--n];
-	return p;
+	return p + decimal_u64(v, p);
 }
 
 /* Copies text[0..len) to p; returns the end. */
