@@ -116,16 +116,6 @@ class Worker:
                     body, attempts = item[1], int(m.group(1))
         return body.decode("utf-8", "replace"), attempts
 
-    def max_attempts(self):
-        """The queue's max-attempts setting, read through METADATA every time it matters."""
-        _, untagged = self.command("GETMETADATA", quote(self.queue),
-                                   "/shared/vendor/imapq/max-attempts")
-        for line in untagged.get("METADATA", []):
-            m = re.search(rb'max-attempts "(\d+)"', fetch_text(line))
-            if m:
-                return int(m.group(1))
-        return 5
-
     def idle(self):
         """Waits with IDLE until the queue changes, IDLE_SECONDS pass or a signal arrives."""
         tag = self.imap._new_tag()
@@ -173,15 +163,11 @@ class Worker:
                 return
             self.command("UID", "EXPUNGE", str(uid))
             print("job %d: acked" % uid, flush=True)
-        elif attempts < self.max_attempts():
-            # Release: the job is ready again at once for another attempt.
+        else:
+            # Release: the job is ready again at once for another attempt; after its last
+            # attempt (the queue's max-attempts) the server moves it to "<queue>/dead".
             self.conditional_store(uid, receipt, "-FLAGS.SILENT ($Claimed)")
             print("job %d: failed, released after attempt %d" % (uid, attempts), flush=True)
-        else:
-            # A released job stays in the queue, so after its last attempt keep it: when the
-            # lease runs out the server moves it to "<queue>/dead".
-            print("job %d: failed on its last attempt (%d), left to expire into %s/dead" %
-                  (uid, attempts, self.queue), flush=True)
 
     def run(self, once, max_jobs):
         done = 0

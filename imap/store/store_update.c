@@ -2,7 +2,8 @@
  * change takes this one path, so the exact UNCHANGEDSINCE test, the attempt count and the lease
  * are decided together under the store mutex. A message that gains the mailbox's claim keyword
  * counts an attempt and gets due = now + lease; one that loses it gets due = 0; an explicit due
- * (set_due) overrides both and is itself a change. */
+ * (set_due) overrides both and is itself a change. Losing the keyword after the last attempt
+ * (STORE_SETTING_MAX_ATTEMPTS) keeps it, with due = now, for the queue layer to dead-letter. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -20,7 +21,8 @@ struct flag_plan {
 	const struct store_update *u;
 	uint64_t claim_bit; /* flag bit of STORE_CLAIM_KEYWORD in the mailbox, 0 when undefined */
 	uint32_t claim_due; /* due time of a message claimed by this call */
-	uint64_t modseq;    /* last mod-sequence handed out */
+	uint32_t max_attempts; /* the mailbox's STORE_SETTING_MAX_ATTEMPTS */
+	uint64_t modseq;       /* last mod-sequence handed out */
 	struct flag_item *items;
 	size_t n, cap;
 	size_t changed;
@@ -67,6 +69,15 @@ static void plan_update(void *arg, const struct msg *m)
 	}
 	bool gained = (f & p->claim_bit) && !(m->flags & p->claim_bit);
 	bool lost = !(f & p->claim_bit) && (m->flags & p->claim_bit);
+	if (lost && m->attempts >= p->max_attempts) {
+		/* A release after the last attempt must not make the job claimable again: it
+		 * becomes a lease that ended now, and the queue layer dead-letters it. */
+		it->outcome = STORE_CHANGED;
+		it->m.due = lease_end(0);
+		it->m.modseq = ++p->modseq;
+		p->changed++;
+		return;
+	}
 	if (gained && it->m.attempts < UINT32_MAX)
 		it->m.attempts++;
 	if (u->set_due)
@@ -146,6 +157,7 @@ imapq_err store_update(struct store *s, uint32_t id, const struct uid_range *ran
 		int k = store_keyword_lookup(mb, STORE_CLAIM_KEYWORD, strlen(STORE_CLAIM_KEYWORD));
 		p.claim_bit = k >= 0 ? STORE_KEYWORD(k) : 0;
 		p.claim_due = lease_end(store_setting_get(mb, STORE_SET_LEASE));
+		p.max_attempts = store_setting_get(mb, STORE_SET_MAX_ATTEMPTS);
 		p.modseq = mb->highestmodseq;
 		store_each_in_ranges(mb, ranges, n, plan_update, &p);
 		if (p.nomem)

@@ -124,8 +124,9 @@ class ExamplesTest(harness.DaemonTestCase):
         status, _ = self.http("PUT", "/v1/queues/" + q, {"lease": 3, "max_attempts": 2})
         self.assertEqual(status, 201)
         # Both workers start on an empty queue, so they are waiting in IDLE when jobs arrive.
-        # 20 jobs: 18 acked once each, 2 failing ones claimed twice (a release, then the last
-        # attempt left to expire), 22 claims in all, which --max-jobs 11 each adds up to.
+        # 20 jobs: 18 acked once each, 2 failing ones claimed and released twice (the second
+        # release, after the last attempt, dead-letters them), 22 claims in all, which
+        # --max-jobs 11 each adds up to.
         workers = [self.worker(q, "--max-jobs", "11") for _ in range(2)]
         time.sleep(0.5)
         failing = {4, 13}
@@ -146,13 +147,13 @@ class ExamplesTest(harness.DaemonTestCase):
         good = sorted(uid for uid, n in ids.items() if n not in failing)
         self.assertEqual(sorted(acked), good)
         released = re.findall(r"^job (\d+): failed, released after attempt 1$", log, re.M)
-        last = re.findall(r"^job (\d+): failed on its last attempt \(2\)", log, re.M)
+        last = re.findall(r"^job (\d+): failed, released after attempt 2$", log, re.M)
         bad = sorted(uid for uid, n in ids.items() if n in failing)
         self.assertEqual(sorted(released), bad)
         self.assertEqual(sorted(last), bad)
         self.assertNotIn("lost before the ack", log)
 
-        # The server agrees: the failing jobs reach the dead letters when their last lease ends.
+        # The server agrees: the release after the last attempt moved them to the dead letters.
         dead = self.wait_for("two dead letters", lambda: len(self.peek(q, "dead")) == 2 and
                              self.peek(q, "dead"))
         self.assertEqual(sorted(m["body"]["n"] for m in dead), sorted(failing))

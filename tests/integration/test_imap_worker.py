@@ -283,5 +283,24 @@ class WorkerProtocol(harness.DaemonTestCase):
         self.assertIn('{"n": 1}', text)
 
 
+    def test_release_after_last_attempt_dead_letters(self):
+        w = self.queue("w-spent", lease_seconds=60, max_attempts=2)
+        uid = w.append(1)
+        for attempt in (1, 2):
+            got, receipt = w.claim()
+            self.assertEqual(got, uid, "claim %d" % attempt)
+            echo, tagged = w.conditional(uid, receipt, "-FLAGS.SILENT ($Claimed)")
+            self.assertIsNotNone(echo, tagged)
+        # The second release comes after the last attempt: the job is never ready again and
+        # moves to the dead letters at once, without waiting for its 60 s lease.
+        self.assertIsNone(w.next_ready())
+        dead = self.daemon.raw()
+        self.addCleanup(dead.close)
+
+        def moved():
+            untagged, _ = dead.command("STATUS w-spent/dead (MESSAGES)")
+            return any("MESSAGES 1" in line for line in untagged)
+        self.assertTrue(wait_for(moved, 1 + TIMER_SLACK), "no dead letter")
+
 if __name__ == "__main__":
     harness.main()

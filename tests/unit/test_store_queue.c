@@ -292,10 +292,43 @@ static int race_try(void *arg)
 	return (int)res.outcome;
 }
 
+/* A release after the last attempt keeps the claim with a lease that ends now, so the job never
+ * becomes claimable again before the queue layer dead-letters it. */
+static void test_release_after_last_attempt_expires_the_lease(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(store_annotation_set(f->s, f->q, STORE_SETTING_MAX_ATTEMPTS, "2", NULL),
+			 IMAPQ_OK);
+	uint32_t uid = append_text(f->s, f->q, 0, "poison");
+	struct uid_range one = {uid, uid};
+	for (uint32_t attempt = 1; attempt <= 2; attempt++) {
+		struct result res = claim(f, uid, get(f->s, f->q, uid).modseq);
+		assert_int_equal(res.outcome, STORE_CHANGED);
+		assert_int_equal(res.m.attempts, attempt);
+		uint64_t receipt = res.m.modseq;
+		assert_int_equal(store_flags(f->s, f->q, &one, 1, STORE_FLAGS_REMOVE, f->claimed,
+					     &receipt, NULL, NULL, NULL),
+				 IMAPQ_OK);
+		struct store_message m = get(f->s, f->q, uid);
+		assert_true(m.modseq > receipt);
+		if (attempt == 1) {
+			assert_false(m.flags & f->claimed);
+			assert_int_equal(m.due, 0);
+		} else {
+			/* The last attempt: still claimed, its lease ended. */
+			assert_true(m.flags & f->claimed);
+			assert_true(m.due > 0 && m.due <= (uint32_t)time(NULL));
+		}
+	}
+}
+
 static void test_claim_race_counts_once(void **state)
 {
 	struct fixture *f = *state;
 	struct race r = {.f = f, .uid = append_text(f->s, f->q, 0, "job")};
+	/* Every round releases the job again: allow more attempts than rounds. */
+	assert_int_equal(
+	    store_annotation_set(f->s, f->q, STORE_SETTING_MAX_ATTEMPTS, "100000", NULL), IMAPQ_OK);
 	fixture_race_start(&r.sync, ROUNDS, race_try, &r);
 	for (int round = 0; round < ROUNDS; round++) {
 		/* The same job is released and raced for again: one attempt per round. */
@@ -699,6 +732,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_renewal_moves_modseq, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_claim_changes_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_claim_race_counts_once, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_release_after_last_attempt_expires_the_lease,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_settings_survive_checkpoints, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_move_if_unchanged, setup, teardown),
