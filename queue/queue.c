@@ -85,14 +85,8 @@ static struct queue_box *box_get(struct queue_service *qs, uint32_t id)
 	size_t i = box_position(qs, id);
 	if (i < qs->nboxes && qs->boxes[i]->id == id)
 		return qs->boxes[i];
-	if (qs->nboxes == qs->boxes_cap) {
-		size_t cap = qs->boxes_cap ? qs->boxes_cap * 2 : 16;
-		struct queue_box **v = realloc(qs->boxes, cap * sizeof *v);
-		if (v == NULL)
-			return NULL;
-		qs->boxes = v;
-		qs->boxes_cap = cap;
-	}
+	if (!vec_grow((void **)&qs->boxes, qs->nboxes, &qs->boxes_cap, sizeof *qs->boxes))
+		return NULL;
 	struct queue_box *box = calloc(1, sizeof *box);
 	if (box == NULL)
 		return NULL;

@@ -3,6 +3,7 @@
  * set never holds more than the jobs in flight. */
 #include <stdlib.h>
 
+#include "imap/base/vec.h"
 #include "queue/queue-private.h"
 
 static size_t hash_of(uint32_t box, uint32_t uid, size_t nbuckets)
@@ -103,14 +104,8 @@ bool queue_timer_set_put(struct queue_timer_set *ts, uint32_t box, uint32_t uid,
 	}
 	if (ts->len >= ts->nbuckets && !rehash(ts))
 		return false;
-	if (ts->len == ts->cap) {
-		size_t cap = ts->cap ? ts->cap * 2 : 64;
-		struct queue_timer **h = realloc(ts->heap, cap * sizeof *h);
-		if (h == NULL)
-			return false;
-		ts->heap = h;
-		ts->cap = cap;
-	}
+	if (!vec_grow((void **)&ts->heap, ts->len, &ts->cap, sizeof *ts->heap))
+		return false;
 	t = malloc(sizeof *t);
 	if (t == NULL)
 		return false;

@@ -124,6 +124,17 @@ class WorkerProtocol(harness.DaemonTestCase):
         self.addCleanup(w.close)
         return w
 
+    def wait_dead_letter(self, name):
+        """Waits for one dead letter in <name>/dead; returns a session to inspect it."""
+        dead = self.daemon.raw()
+        self.addCleanup(dead.close)
+
+        def moved():
+            untagged, _ = dead.command("STATUS %s/dead (MESSAGES)" % name)
+            return any("MESSAGES 1" in line for line in untagged)
+        self.assertTrue(wait_for(moved, 1 + TIMER_SLACK), "no dead letter")
+        return dead
+
     def test_capabilities(self):
         c = self.daemon.raw()
         untagged, _ = c.command("CAPABILITY")
@@ -265,13 +276,7 @@ class WorkerProtocol(harness.DaemonTestCase):
             if attempt == 1:
                 self.assertTrue(wait_for(lambda: w.next_ready() == uid, 1 + TIMER_SLACK))
         # The second lease runs out: past max-attempts the job moves to w-dead/dead.
-        dead = self.daemon.raw()
-        self.addCleanup(dead.close)
-
-        def moved():
-            untagged, _ = dead.command("STATUS w-dead/dead (MESSAGES)")
-            return any("MESSAGES 1" in line for line in untagged)
-        self.assertTrue(wait_for(moved, 1 + TIMER_SLACK), "no dead letter")
+        dead = self.wait_dead_letter("w-dead")
         _, tagged = w.ok("NOOP")
         self.assertIsNone(w.next_ready())
         untagged, _ = dead.command("SELECT w-dead/dead")
@@ -281,7 +286,6 @@ class WorkerProtocol(harness.DaemonTestCase):
         self.assertIn('(/vendor/imapq/attempts (value.shared "2"))', text)
         self.assertNotIn("$Claimed", text)
         self.assertIn('{"n": 1}', text)
-
 
     def test_release_after_last_attempt_dead_letters(self):
         w = self.queue("w-spent", lease_seconds=60, max_attempts=2)
@@ -294,13 +298,8 @@ class WorkerProtocol(harness.DaemonTestCase):
         # The second release comes after the last attempt: the job is never ready again and
         # moves to the dead letters at once, without waiting for its 60 s lease.
         self.assertIsNone(w.next_ready())
-        dead = self.daemon.raw()
-        self.addCleanup(dead.close)
+        self.wait_dead_letter("w-spent")
 
-        def moved():
-            untagged, _ = dead.command("STATUS w-spent/dead (MESSAGES)")
-            return any("MESSAGES 1" in line for line in untagged)
-        self.assertTrue(wait_for(moved, 1 + TIMER_SLACK), "no dead letter")
 
 if __name__ == "__main__":
     harness.main()

@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 
 #include "imap/base/crc32c.h"
+#include "tests/unit/tmpdir.h"
 #include "imap/base/log.h"
 #include "imap/base/loop.h"
 #include "imap/server/server.h"
@@ -78,23 +79,13 @@ static inline void *harness_run(void *arg)
 	return NULL;
 }
 
-/* Removes one entry of the data folder (nftw callback). */
-static inline int harness_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 /* Starts a server over a fresh store; the caller ends it with harness_stop(). */
 static inline struct harness *harness_start(void)
 {
 	struct harness *h = calloc(1, sizeof *h);
 	assert_non_null(h);
 	log_set_level(LOG_ERROR);
-	strcpy(h->dir, "/tmp/imapq-test-XXXXXX");
-	assert_non_null(mkdtemp(h->dir));
+	assert_true(tmpdir_make(h->dir));
 	struct store_options so = {.dir = h->dir, .fsync = JOURNAL_FSYNC_OFF};
 	struct store_report rep;
 	assert_int_equal(store_open(&so, &rep, &h->store), IMAPQ_OK);
@@ -123,7 +114,7 @@ static inline void harness_stop(struct harness **hp)
 	imap_server_destroy(&h->server);
 	store_close(&h->store);
 	loop_destroy(&h->loop);
-	nftw(h->dir, harness_rm, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(h->dir);
 	free(h);
 }
 

@@ -16,39 +16,12 @@
 #include <time.h>
 
 #include "imap/base/crc32c.h"
+#include "tests/unit/tmpdir.h"
 #include "imap/store/store.h"
 #include "queue/queue.h"
 
-/* Bytes of a temporary folder's path buffer ("/tmp/imapq-test-XXXXXX" and its NUL fit). */
-#define FIXTURE_DIR_LEN 64
 /* Threads racing for one message in fixture_race. */
 #define FIXTURE_RACERS 8
-
-/* --- temporary folders --- */
-
-/* Removes one entry of a folder (nftw callback). */
-static inline int fixture_rm_entry(const char *path, const struct stat *st, int flag,
-				   struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-/* Makes a fresh temporary folder and writes its path to dir (FIXTURE_DIR_LEN bytes); false when
- * it could not be made. */
-static inline bool fixture_dir_make(char *dir)
-{
-	strcpy(dir, "/tmp/imapq-test-XXXXXX");
-	return mkdtemp(dir) != NULL;
-}
-
-/* Removes folder dir and everything in it. */
-static inline void fixture_dir_remove(const char *dir)
-{
-	nftw(dir, fixture_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* --- stores --- */
 
@@ -70,12 +43,12 @@ static inline void fixture_store_remove(const char *dir, struct store **sp)
 {
 	store_close(sp);
 	assert_null(*sp);
-	fixture_dir_remove(dir);
+	tmpdir_remove(dir);
 }
 
 /* A store in a temporary folder. */
 struct store_fixture {
-	char dir[FIXTURE_DIR_LEN];
+	char dir[TMPDIR_LEN];
 	struct store *s;
 };
 
@@ -83,7 +56,7 @@ struct store_fixture {
 static inline int store_fixture_start(void **state, enum journal_fsync fsync)
 {
 	struct store_fixture *f = calloc(1, sizeof *f);
-	if (f == NULL || !fixture_dir_make(f->dir)) {
+	if (f == NULL || !tmpdir_make(f->dir)) {
 		free(f);
 		return -1;
 	}
@@ -199,7 +172,7 @@ static inline void fixture_race_finish(struct fixture_race *r)
 
 /* A store in a temporary folder and a queue service on it. */
 struct queue_fixture {
-	char dir[FIXTURE_DIR_LEN];
+	char dir[TMPDIR_LEN];
 	struct store *store;
 	struct queue_service *qs;
 };
@@ -224,7 +197,7 @@ static inline void queue_fixture_close(struct queue_fixture *f)
 static inline int queue_fixture_start(void **state, const struct queue_settings *settings)
 {
 	struct queue_fixture *f = calloc(1, sizeof *f);
-	if (f == NULL || !fixture_dir_make(f->dir)) {
+	if (f == NULL || !tmpdir_make(f->dir)) {
 		free(f);
 		return -1;
 	}
@@ -253,7 +226,7 @@ static inline int queue_fixture_teardown(void **state)
 {
 	struct queue_fixture *f = *state;
 	queue_fixture_close(f);
-	fixture_dir_remove(f->dir);
+	tmpdir_remove(f->dir);
 	free(f);
 	return 0;
 }

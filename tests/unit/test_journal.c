@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "imap/base/crc32c.h"
+#include "tests/unit/tmpdir.h"
 #include "imap/base/limits.h"
 #include "imap/base/log.h"
 #include "imap/store/journal-private.h"
@@ -172,21 +173,19 @@ static bool same(const struct spec *s, const struct got *g)
 
 /* --- Folders and files --- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* A fresh temporary folder the caller frees with dir_drop(). */
+static char *dir_new(void)
 {
-	return remove(path);
-}
-
-static char *tmpdir_make(void)
-{
-	char *d = strdup("/tmp/imapq-test-XXXXXX");
-	assert_non_null(mkdtemp(d));
+	char *d = malloc(TMPDIR_LEN);
+	assert_non_null(d);
+	assert_true(tmpdir_make(d));
 	return d;
 }
 
-static void tmpdir_remove(char *d)
+/* Removes a folder from dir_new() and frees its path. */
+static void dir_drop(char *d)
 {
-	nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(d);
 	free(d);
 }
 
@@ -263,7 +262,7 @@ static void test_roundtrip(void **state)
 	struct spec s[N];
 	struct collector c = {0};
 	struct journal_report rep;
-	char *dir = tmpdir_make();
+	char *dir = dir_new();
 	struct journal *j = jopen(dir, 0, JOURNAL_FSYNC_ALWAYS, &c, &rep);
 
 	assert_int_equal(rep.records, 0);
@@ -309,7 +308,7 @@ static void test_roundtrip(void **state)
 	journal_close(&j);
 	collector_reset(&c);
 	specs_free(s, N);
-	tmpdir_remove(dir);
+	dir_drop(dir);
 }
 
 /* Writes n small records to a fresh journal in dir and returns the segment file's bytes. */
@@ -383,7 +382,7 @@ static void test_crash_cuts(void **state)
 {
 	enum { N = 10 };
 	struct spec s[N];
-	char *src = tmpdir_make();
+	char *src = dir_new();
 	size_t len;
 	uint8_t *seg = small_journal(src, s, N, 5, &len);
 	size_t cuts[N * 12 + 8], ncuts = 0;
@@ -409,7 +408,7 @@ static void test_crash_cuts(void **state)
 				boundary = boundary || s[i].lsn == cut;
 			if (cut < JOURNAL_SEG_HDR && cut > 0)
 				continue; /* a broken segment header is covered below */
-			char *dir = tmpdir_make();
+			char *dir = dir_new();
 			char path[4096];
 			uint8_t *img = calloc(1, len);
 			memcpy(img, seg, cut);
@@ -417,12 +416,12 @@ static void test_crash_cuts(void **state)
 			file_write(path, img, zero_tail ? len : cut);
 			free(img);
 			check_cut(dir, s, N, cut, boundary);
-			tmpdir_remove(dir);
+			dir_drop(dir);
 		}
 	}
 	free(seg);
 	specs_free(s, N);
-	tmpdir_remove(src);
+	dir_drop(src);
 }
 
 /* A segment whose header is damaged is reported and skipped; a new segment takes the appends. */
@@ -432,7 +431,7 @@ static void test_bad_segment_header(void **state)
 	struct spec s[N], more;
 	struct collector c = {0};
 	struct journal_report rep;
-	char *dir = tmpdir_make();
+	char *dir = dir_new();
 	char path[4096];
 	size_t len;
 	uint8_t *seg = small_journal(dir, s, N, 9, &len);
@@ -465,7 +464,7 @@ static void test_bad_segment_header(void **state)
 	free(seg);
 	specs_free(s, N);
 	specs_free(&more, 1);
-	tmpdir_remove(dir);
+	dir_drop(dir);
 }
 
 /* Random bit flips and garbage never crash recovery; what replays is intact original data. */
@@ -473,7 +472,7 @@ static void test_bit_flips(void **state)
 {
 	enum { N = 30, SEEDS = 150 };
 	struct spec s[N];
-	char *src = tmpdir_make();
+	char *src = dir_new();
 	size_t len;
 	uint8_t *seg = small_journal(src, s, N, 11, &len);
 	size_t end = s[N - 1].lsn;
@@ -501,7 +500,7 @@ static void test_bit_flips(void **state)
 				img[JOURNAL_SEG_HDR] ^= 1;
 		}
 
-		char *dir = tmpdir_make();
+		char *dir = dir_new();
 		char path[4096];
 		struct collector c = {0};
 		struct journal_report rep;
@@ -520,12 +519,12 @@ static void test_bit_flips(void **state)
 		}
 		journal_close(&j);
 		collector_reset(&c);
-		tmpdir_remove(dir);
+		dir_drop(dir);
 		free(img);
 	}
 	free(seg);
 	specs_free(s, N);
-	tmpdir_remove(src);
+	dir_drop(src);
 }
 
 /* Counts commit hook calls and checks durable LSNs only grow. */
@@ -581,7 +580,7 @@ static void test_group_commit(void **state)
 	struct hook_state hs = {.mu = PTHREAD_MUTEX_INITIALIZER};
 	struct collector c = {0};
 	struct journal_stats st;
-	char *dir = tmpdir_make();
+	char *dir = dir_new();
 	struct journal *j = jopen(dir, 0, JOURNAL_FSYNC_ALWAYS, &c, NULL);
 	uint64_t max_lsn = 0;
 
@@ -633,7 +632,7 @@ static void test_group_commit(void **state)
 	}
 	journal_close(&j);
 	collector_reset(&c);
-	tmpdir_remove(dir);
+	dir_drop(dir);
 }
 
 /* The weaker policies return once written; close still syncs, and the records replay. */
@@ -642,7 +641,7 @@ static void test_batch_and_off(void **state)
 	for (int mode = JOURNAL_FSYNC_BATCH; mode <= JOURNAL_FSYNC_OFF; mode++) {
 		struct collector c = {0};
 		struct journal_stats st;
-		char *dir = tmpdir_make();
+		char *dir = dir_new();
 		struct journal *j = jopen(dir, 0, (enum journal_fsync)mode, &c, NULL);
 		uint64_t lsn = 0;
 
@@ -674,7 +673,7 @@ static void test_batch_and_off(void **state)
 			assert_memory_equal(c.r[i].meta, &i, sizeof(i));
 		journal_close(&j);
 		collector_reset(&c);
-		tmpdir_remove(dir);
+		dir_drop(dir);
 	}
 }
 
@@ -698,7 +697,7 @@ static void test_injected_failures(void **state)
 		struct hook_state hs = {.mu = PTHREAD_MUTEX_INITIALIZER};
 		struct collector c = {0};
 		struct journal_stats st;
-		char *dir = tmpdir_make();
+		char *dir = dir_new();
 		struct journal *j = jopen(dir, 0, JOURNAL_FSYNC_ALWAYS, &c, NULL);
 		uint64_t lsn1, lsn2, lsn3;
 
@@ -739,7 +738,7 @@ static void test_injected_failures(void **state)
 		assert_int_equal(c.r[0].meta[0], 'a');
 		journal_close(&j);
 		collector_reset(&c);
-		tmpdir_remove(dir);
+		dir_drop(dir);
 	}
 }
 
@@ -754,7 +753,7 @@ static void test_rotation_and_drop(void **state)
 	struct journal_stats st;
 	size_t n;
 	uint32_t segno = 0;
-	char *dir = tmpdir_make();
+	char *dir = dir_new();
 	struct journal *j = jopen(dir, 4096, JOURNAL_FSYNC_ALWAYS, &c, NULL);
 	unsigned first_in_2 = 0;
 
@@ -820,7 +819,7 @@ static void test_rotation_and_drop(void **state)
 	journal_close(&j);
 	collector_reset(&c);
 	specs_free(s, N);
-	tmpdir_remove(dir);
+	dir_drop(dir);
 }
 
 /* A reader holding a segment keeps reading it while drop_oldest unlinks it. */
@@ -854,7 +853,7 @@ static void *reader_main(void *arg)
 static void test_read_during_drop(void **state)
 {
 	struct collector c = {0};
-	char *dir = tmpdir_make();
+	char *dir = dir_new();
 	struct journal *j = jopen(dir, 4096, JOURNAL_FSYNC_ALWAYS, &c, NULL);
 	uint8_t body[300];
 	struct reader r = {.j = j, .len = sizeof(body), .expect = body};
@@ -875,7 +874,7 @@ static void test_read_during_drop(void **state)
 	pthread_join(th, NULL);
 	assert_int_equal(atomic_load(&r.bad), 0);
 	journal_close(&j);
-	tmpdir_remove(dir);
+	dir_drop(dir);
 }
 
 /* A second open of a folder in use fails with IMAPQ_E_LOCKED; after close it succeeds. */
@@ -883,7 +882,7 @@ static void test_lock(void **state)
 {
 	struct collector c = {0};
 	struct journal_options o = {.dir = NULL, .fsync = JOURNAL_FSYNC_ALWAYS};
-	char *dir = tmpdir_make();
+	char *dir = dir_new();
 	char sub[4096];
 	struct journal *j2 = (struct journal *)&o;
 
@@ -897,7 +896,7 @@ static void test_lock(void **state)
 	j = jopen(sub, 0, JOURNAL_FSYNC_ALWAYS, &c, NULL);
 	journal_close(&j);
 	collector_reset(&c);
-	tmpdir_remove(dir);
+	dir_drop(dir);
 }
 
 static int enospc_fallocate(int fd, int mode, off_t off, off_t len)
@@ -912,7 +911,7 @@ static void test_reserve(void **state)
 {
 	enum { SEG = 8192, RESERVE = 6000 };
 	struct collector c = {0};
-	char *dir = tmpdir_make();
+	char *dir = dir_new();
 	struct journal *j = jopen(dir, SEG, JOURNAL_FSYNC_ALWAYS, &c, NULL);
 	uint8_t meta[100];
 	uint64_t lsn, grown = 0, shrunk = 0;
@@ -965,14 +964,14 @@ static void test_reserve(void **state)
 	assert_int_equal(c.r[c.n - 1].type, 3);
 	journal_close(&j);
 	collector_reset(&c);
-	tmpdir_remove(dir);
+	dir_drop(dir);
 }
 
 /* Bad arguments are refused before anything is queued. */
 static void test_invalid_arguments(void **state)
 {
 	struct collector c = {0};
-	char *dir = tmpdir_make();
+	char *dir = dir_new();
 	struct journal *j = jopen(dir, 0, JOURNAL_FSYNC_ALWAYS, &c, NULL);
 	struct journal_body b = {.data = "abc", .fd = -1, .len = 3, .crc = 0};
 	uint64_t lsn, loc;
@@ -996,7 +995,7 @@ static void test_invalid_arguments(void **state)
 	assert_int_equal(journal_body_read(j, 5, 0, buf, 1), IMAPQ_E_INVALID);
 	journal_close(&j);
 	collector_reset(&c);
-	tmpdir_remove(dir);
+	dir_drop(dir);
 }
 
 /* A replay error stops recovery and journal_open returns it. */
@@ -1010,7 +1009,7 @@ static void test_replay_error(void **state)
 {
 	struct collector c = {0};
 	struct journal_options o = {.dir = NULL, .fsync = JOURNAL_FSYNC_ALWAYS};
-	char *dir = tmpdir_make();
+	char *dir = dir_new();
 	struct journal *j = jopen(dir, 0, JOURNAL_FSYNC_ALWAYS, &c, NULL);
 	uint64_t lsn;
 	int n = 0;
@@ -1027,7 +1026,7 @@ static void test_replay_error(void **state)
 	assert_int_equal(c.n, 5);
 	journal_close(&j);
 	collector_reset(&c);
-	tmpdir_remove(dir);
+	dir_drop(dir);
 }
 
 static int quiet_logs(void **state)

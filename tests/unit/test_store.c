@@ -751,8 +751,8 @@ static void test_annotations_and_limits(void **state)
 static void test_auto_compact_and_stats(void **state)
 {
 	(void)state;
-	char dir[FIXTURE_DIR_LEN];
-	assert_true(fixture_dir_make(dir));
+	char dir[TMPDIR_LEN];
+	assert_true(tmpdir_make(dir));
 	struct store_options o = {
 	    .dir = dir, .fsync = JOURNAL_FSYNC_ALWAYS, .segment_bytes = 4096, .auto_compact = true};
 	struct store *s;
@@ -786,7 +786,7 @@ static void test_auto_compact_and_stats(void **state)
 	assert_int_equal(store_body_read(s, id, 2, 0, buf, sizeof buf, &got), IMAPQ_OK);
 	assert_int_equal(got, 37);
 	store_close(&s);
-	fixture_dir_remove(dir);
+	tmpdir_remove(dir);
 }
 
 int main(void)

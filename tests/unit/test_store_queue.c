@@ -22,7 +22,7 @@
 _Static_assert(sizeof(struct msg) == 48, "a message's RAM entry is 48 bytes");
 
 struct fixture {
-	char dir[FIXTURE_DIR_LEN];
+	char dir[TMPDIR_LEN];
 	struct store *s;
 	uint32_t q;	  /* mailbox "q" */
 	uint64_t claimed; /* flag bit of $Claimed in q */
@@ -45,7 +45,7 @@ static uint64_t keyword_bit(struct store *s, uint32_t id, const char *name)
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
-	if (!fixture_dir_make(f->dir))
+	if (!tmpdir_make(f->dir))
 		return -1;
 	reopen(f);
 	assert_int_equal(store_mailbox_create(f->s, "q", &f->q, NULL), IMAPQ_OK);
@@ -419,7 +419,7 @@ static void test_settings_survive_checkpoints(void **state)
 {
 	struct fixture *f = *state;
 	fixture_store_remove(f->dir, &f->s);
-	assert_true(fixture_dir_make(f->dir));
+	assert_true(tmpdir_make(f->dir));
 	f->segment = 4096;
 	reopen(f);
 	assert_int_equal(store_mailbox_create(f->s, "q", &f->q, NULL), IMAPQ_OK);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "imap/base/crc32c.h"
+#include "tests/unit/tmpdir.h"
 #include "imap/base/log.h"
 #include "imap/store/journal-private.h"
 #include "imap/store/store.h"
@@ -41,19 +42,6 @@ static uint32_t rnd(uint32_t n)
 	rng_state ^= rng_state << 25;
 	rng_state ^= rng_state >> 27;
 	return (uint32_t)((rng_state * 2685821657736338717ull) >> 33) % n;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static void rm_tree(const char *dir)
-{
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static struct store *open_store(const char *dir)
@@ -308,8 +296,7 @@ static void newest_segment(const char *dir, char *path, size_t cap)
 /* Copies folder src (one level of subfolders) into a fresh folder, returned in dst. */
 static void copy_tree(const char *src, char *dst)
 {
-	strcpy(dst, "/tmp/imapq-test-XXXXXX");
-	assert_non_null(mkdtemp(dst));
+	assert_true(tmpdir_make(dst));
 	char from[512], to[512], sub[256], subdst[256];
 	snprintf(sub, sizeof sub, "%s/journal", src);
 	snprintf(subdst, sizeof subdst, "%s/journal", dst);
@@ -356,8 +343,7 @@ struct run {
 static void run_workload(struct run *r, uint64_t seed)
 {
 	rng_state = seed;
-	strcpy(r->dir, "/tmp/imapq-test-XXXXXX");
-	assert_non_null(mkdtemp(r->dir));
+	assert_true(tmpdir_make(r->dir));
 	struct store *s = open_store(r->dir);
 	r->states[r->nstates++] = dump(s, false);
 	for (int i = 0; i < OPS; i++) {
@@ -369,7 +355,7 @@ static void run_workload(struct run *r, uint64_t seed)
 
 static void run_free(struct run *r)
 {
-	rm_tree(r->dir);
+	tmpdir_remove(r->dir);
 	for (size_t i = 0; i < r->nstates; i++)
 		free(r->states[i]);
 }
@@ -398,7 +384,7 @@ static long recover_cut(const struct run *r, size_t cut, long hint)
 		fprintf(stderr, "cut at %zu recovered an unrecorded state:\n%s", cut, text);
 	free(text);
 	store_close(&s);
-	rm_tree(dir);
+	tmpdir_remove(dir);
 	return k;
 }
 
@@ -509,7 +495,7 @@ static void test_bit_flips(void **state)
 		free(before);
 		free(after);
 		store_close(&s);
-		rm_tree(dir);
+		tmpdir_remove(dir);
 	}
 	run_free(&r);
 }
