@@ -134,6 +134,8 @@ struct journal_segment {
 	uint64_t file_size;   /* size found at open, for bad segments */
 	uint64_t flush_pos;   /* (flusher) end of what this flusher round wrote */
 	bool dirty;	      /* (flusher) written since its last fdatasync */
+	uint64_t zeroed_pos;  /* (flusher) end of the zeros written ahead of the records */
+	uint64_t zero_limit;  /* (flusher) alloc_size as the current round saw it */
 };
 
 /* One queued record. buf holds the header, the meta and an in-memory body; a body taken from a

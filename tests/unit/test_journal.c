@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -677,6 +680,66 @@ static void test_batch_and_off(void **state)
 	}
 }
 
+/* Bytes of [0, end) of the file at path that lie in unwritten (fallocated, never written)
+ * extents, or -1 when the file system cannot tell (no FIEMAP). */
+static long long unwritten_bytes(const char *path, uint64_t end)
+{
+	enum { MAX_EXTENTS = 64 };
+	size_t size = sizeof(struct fiemap) + MAX_EXTENTS * sizeof(struct fiemap_extent);
+	struct fiemap *fm = calloc(1, size);
+	int fd = open(path, O_RDONLY);
+	long long unwritten = 0;
+
+	assert_non_null(fm);
+	assert_true(fd >= 0);
+	fm->fm_length = end;
+	fm->fm_flags = FIEMAP_FLAG_SYNC;
+	fm->fm_extent_count = MAX_EXTENTS;
+	if (ioctl(fd, FS_IOC_FIEMAP, fm) != 0) {
+		unwritten = -1;
+	} else {
+		for (unsigned i = 0; i < fm->fm_mapped_extents; i++) {
+			const struct fiemap_extent *e = &fm->fm_extents[i];
+			uint64_t from = e->fe_logical, to = e->fe_logical + e->fe_length;
+			if (!(e->fe_flags & FIEMAP_EXTENT_UNWRITTEN) || from >= end)
+				continue;
+			unwritten += (long long)((to < end ? to : end) - from);
+		}
+	}
+	close(fd);
+	free(fm);
+	return unwritten;
+}
+
+/* The flusher writes zeros ahead of the records, so syncs of the active segment do not have to
+ * convert fallocated extents each time: the stretch just past the records is really written. */
+static void test_zeros_ahead(void **state)
+{
+	struct collector c = {0};
+	char *dir = dir_new();
+	struct journal *j = jopen(dir, 0, JOURNAL_FSYNC_ALWAYS, &c, NULL);
+	char path[4096];
+	uint8_t meta[100] = {0};
+	uint64_t lsn = 0;
+
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(
+		    journal_append(j, JOURNAL_GROW, 1, meta, sizeof(meta), NULL, &lsn, NULL),
+		    IMAPQ_OK);
+		assert_int_equal(journal_wait(j, lsn), IMAPQ_OK);
+	}
+	snprintf(path, sizeof(path), "%s/%s", dir, SEG1);
+	long long unwritten = unwritten_bytes(path, 512 * 1024);
+	if (unwritten >= 0)
+		assert_int_equal(unwritten, 0);
+	journal_close(&j);
+	j = jopen(dir, 0, JOURNAL_FSYNC_ALWAYS, &c, NULL);
+	assert_int_equal(c.n, 20);
+	journal_close(&j);
+	collector_reset(&c);
+	dir_drop(dir);
+}
+
 static int failing_fdatasync(int fd)
 {
 	errno = EIO;
@@ -1050,6 +1113,7 @@ int main(void)
 	    cmocka_unit_test(test_lock),
 	    cmocka_unit_test(test_reserve),
 	    cmocka_unit_test(test_invalid_arguments),
+	    cmocka_unit_test(test_zeros_ahead),
 	    cmocka_unit_test(test_replay_error),
 	};
 	return cmocka_run_group_tests(tests, quiet_logs, NULL);
