@@ -4,14 +4,20 @@
 
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+# Seconds each libFuzzer target runs in `make fuzz` (`make fuzz-smoke`, part of `make test`).
+FUZZ_SECONDS       ?= 600
+FUZZ_SMOKE_SECONDS ?= 30
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEPS       := cmake make pkg-config gcc clang python3 curl valgrind \
-              libmicrohttpd-dev libcjson-dev libcmocka-dev libssl-dev
+              libmicrohttpd-dev libcjson-dev libcmocka-dev libssl-dev openssl libcurl4-openssl-dev
 RUN_ARGS   ?=
-# Peers the benchmarks compare against (tests/bench/bench_http.c runs beanstalkd).
-BENCH_DEPS := beanstalkd
+# Peers the benchmarks compare against (tests/bench/bench_http.c runs beanstalkd,
+# tests/bench/bench_imap.c its own throwaway Dovecot).
+BENCH_DEPS := beanstalkd dovecot-imapd
 
-.PHONY: all deps bench-deps build build-asan run test test-build test-asan test-valgrind bench format clean
+.PHONY: all deps bench-deps build build-asan build-fuzz run test test-build test-asan test-valgrind \
+        fuzz fuzz-smoke bench format clean
 
 all: build
 
@@ -40,14 +46,28 @@ build-asan: deps
 	      -DIMAPQ_SANITIZE=ON >/dev/null
 	cmake --build $(BUILD_ASAN) -j $(JOBS)
 
-# Starts imapqd on its embedded defaults: data in ./imapq-data, IMAP on 127.0.0.1:1143,
-# HTTP on 127.0.0.1:8080; the first start prints the demo account.
+# Starts imapqd on its embedded defaults: data in ./imapq-data, IMAP on 127.0.0.1:1143 (with
+# STARTTLS), implicit TLS on 127.0.0.1:1993, HTTPS on 127.0.0.1:8080; the first start prints the
+# demo account. Unless RUN_ARGS names a --tls-cert, a self-signed pair for localhost is made once
+# in the data folder (docs/tls.md).
+RUN_DATA ?= imapq-data
+RUN_CERT := $(RUN_DATA)/tls-cert.pem
+RUN_KEY  := $(RUN_DATA)/tls-key.pem
+RUN_TLS  := $(if $(findstring --tls-cert,$(RUN_ARGS)),,--tls-cert $(RUN_CERT) --tls-key $(RUN_KEY) --imaps 127.0.0.1:1993)
+
 run: build
-	./$(BUILD)/imapqd $(RUN_ARGS)
+	@if [ -n "$(RUN_TLS)" ] && [ ! -s $(RUN_CERT) -o ! -s $(RUN_KEY) ]; then \
+	  mkdir -p -m 0700 $(RUN_DATA) && \
+	  (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+	    -keyout $(RUN_KEY) -out $(RUN_CERT) -days 365 -subj "/CN=localhost" \
+	    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null) && \
+	  echo "made a self-signed certificate for localhost: $(RUN_CERT)"; \
+	fi
+	./$(BUILD)/imapqd $(RUN_TLS) $(RUN_ARGS)
 
 # Every test, in the optimised gcc build and in the clang ASan+UBSan build, and the unit tests
 # once more under valgrind.
-test: test-build test-asan test-valgrind
+test: test-build test-asan test-valgrind fuzz-smoke
 
 test-build: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -73,5 +93,19 @@ bench: build bench-deps
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
+# libFuzzer targets (tests/fuzz, docs/fuzzing.md): clang with -fsanitize=fuzzer,address,undefined.
+FUZZ_TARGETS = $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.c)))
+
+build-fuzz: deps
+	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+	      -DIMAPQ_FUZZ=ON >/dev/null
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target $(FUZZ_TARGETS)
+
+fuzz: build-fuzz
+	tests/fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+
+fuzz-smoke: build-fuzz
+	tests/fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SMOKE_SECONDS)
+
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

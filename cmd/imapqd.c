@@ -1,27 +1,34 @@
 /* imapqd: the daemon's composition root. It parses the command line, opens and recovers the
- * store, makes sure there is an account, starts the listeners on one event loop, announces
- * readiness through the port file, and shuts down cleanly on SIGTERM or SIGINT. */
+ * store, loads the users file (or makes sure there is a demo account), starts the listeners on
+ * one event loop, announces readiness through the port file, reloads the users file and the TLS
+ * certificate on SIGHUP, and shuts down cleanly on SIGTERM or SIGINT. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cmd/daemon/credentials.h"
+#include <openssl/crypto.h>
+
+#include "cmd/daemon/accounts.h"
 #include "cmd/daemon/options.h"
 #include "cmd/daemon/portfile.h"
 #include "http/http.h"
 #include "imap/base/log.h"
 #include "imap/base/loop.h"
 #include "imap/server/server.h"
+#include "imap/server/tls.h"
 #include "imap/store/store.h"
 #include "queue/queue.h"
 
 /* How often shutdown checks whether the last session has gone. */
 #define SHUTDOWN_POLL_MS 20
+/* Largest PEM file read for HTTPS: a long certificate chain stays far below. */
+#define PEM_MAX_BYTES (1024 * 1024)
 
 struct daemon {
 	struct daemon_options opts;
@@ -30,7 +37,9 @@ struct daemon {
 	struct imap_server *imap;
 	struct queue_service *queues;
 	struct http_server *http;
-	struct credentials creds;
+	struct accounts *accounts;
+	struct tls_server *tls;
+	char *tls_cert_pem, *tls_key_pem; /* the same pair for HTTPS */
 	int sigfd;
 	struct loop_io *sig_io;
 	bool stopping;
@@ -55,49 +64,38 @@ static void raise_fd_limit(void)
 	}
 }
 
-/* Loads the demo account, creating and printing it on the first start. */
-static bool setup_account(struct daemon *d)
+/* Reads a whole PEM file into a NUL-terminated string; NULL (logged) on failure. */
+static char *read_pem(const char *path)
 {
-	const struct daemon_options *opts = &d->opts;
-	if (opts->users[0] != '\0') {
-		log_error("imapqd",
-			  "--users: users files are not supported by this version; "
-			  "remove the option to use %s/%s",
-			  opts->data, CREDENTIALS_FILE);
-		return false;
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		log_error("imapqd", "cannot open %s: %s", path, strerror(errno));
+		return NULL;
 	}
-	bool created;
-	imapq_err err = credentials_ensure(opts->data, &d->creds, &created);
-	if (err != IMAPQ_OK) {
-		log_error("imapqd", "cannot set up %s/%s: %s", opts->data, CREDENTIALS_FILE,
-			  imapq_err_message(err));
-		return false;
+	char *text = malloc(PEM_MAX_BYTES + 1);
+	size_t n = text != NULL ? fread(text, 1, PEM_MAX_BYTES + 1, f) : 0;
+	bool ok = text != NULL && !ferror(f) && n > 0 && n <= PEM_MAX_BYTES;
+	fclose(f);
+	if (!ok) {
+		log_error("imapqd", "cannot read %s: empty, unreadable or above %d bytes", path,
+			  PEM_MAX_BYTES);
+		free(text);
+		return NULL;
 	}
-	if (created) {
-		printf("imapqd: created the demo account (kept in %s/%s):\n"
-		       "  user=%s\n  password=%s\n  token=%s\n",
-		       opts->data, CREDENTIALS_FILE, d->creds.user, d->creds.password,
-		       d->creds.token);
-		fflush(stdout);
-	} else {
-		log_info("imapqd", "account '%s' from %s/%s", d->creds.user, opts->data,
-			 CREDENTIALS_FILE);
-	}
-	return true;
+	text[n] = '\0';
+	return text;
 }
 
-static imapq_err check_login(void *ctx, const char *user, const char *password)
+/* Loads the certificate and key for IMAP (checked by OpenSSL) and for HTTPS. */
+static bool load_tls(struct daemon *d)
 {
-	const struct daemon *d = ctx;
-	return credentials_check(&d->creds, user, password);
-}
-
-/* Checks an HTTP bearer token: the demo account's token carries every role. */
-static imapq_err check_token(void *ctx, const char *token, enum http_role role)
-{
-	const struct daemon *d = ctx;
-	(void)role;
-	return credentials_check_token(&d->creds, token);
+	if (d->opts.tls_cert[0] == '\0')
+		return true;
+	if (tls_server_create(d->opts.tls_cert, d->opts.tls_key, &d->tls) != IMAPQ_OK)
+		return false;
+	d->tls_cert_pem = read_pem(d->opts.tls_cert);
+	d->tls_key_pem = read_pem(d->opts.tls_key);
+	return d->tls_cert_pem != NULL && d->tls_key_pem != NULL;
 }
 
 /* Stops the loop once every session has said goodbye. */
@@ -117,7 +115,14 @@ static void on_signal(void *arg, unsigned events)
 	(void)events;
 	while (read(d->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
 		if (si.ssi_signo == SIGHUP) {
-			log_info("imapqd", "SIGHUP: nothing to reload");
+			accounts_reload(d->accounts);
+			if (d->tls == NULL) {
+				log_info("imapqd", "SIGHUP: no certificate to reload");
+			} else if (tls_server_reload(d->tls) == IMAPQ_OK) {
+				log_info("imapqd",
+					 "SIGHUP: new IMAP connections use the reloaded "
+					 "certificate; HTTPS keeps its own until a restart");
+			}
 			continue;
 		}
 		if (d->stopping)
@@ -138,15 +143,12 @@ static bool start_listeners(struct daemon *d)
 	struct imap_server_options io = {
 	    .loop = d->loop,
 	    .store = d->store,
-	    .auth = check_login,
-	    .auth_ctx = d,
+	    .auth = accounts_check_login,
+	    .auth_ctx = d->accounts,
+	    .allow_plaintext = d->opts.allow_plaintext,
+	    .tls = d->tls,
 	    .spool_dir = d->opts.data,
 	};
-	if (d->opts.imaps.set || d->opts.tls_cert[0] != '\0') {
-		log_error("imapqd", "TLS (--imaps, --tls-cert, --tls-key) is not supported by this "
-				    "version");
-		return false;
-	}
 	if (imap_server_create(&io, &d->imap) != IMAPQ_OK)
 		return false;
 	struct portfile_entry ports[3];
@@ -159,6 +161,16 @@ static bool start_listeners(struct daemon *d)
 		return false;
 	}
 	ports[nports++] = (struct portfile_entry){"imap", port};
+	if (d->opts.imaps.set) {
+		err =
+		    imap_server_listen_tls(d->imap, d->opts.imaps.host, d->opts.imaps.port, &port);
+		if (err != IMAPQ_OK) {
+			log_error("imapqd", "cannot listen on %s:%u: %s", d->opts.imaps.host,
+				  d->opts.imaps.port, imapq_err_message(err));
+			return false;
+		}
+		ports[nports++] = (struct portfile_entry){"imaps", port};
+	}
 	if (queue_service_create(&(struct queue_options){.store = d->store}, &d->queues) !=
 	    IMAPQ_OK) {
 		log_error("imapqd", "cannot start the queue service");
@@ -169,8 +181,10 @@ static bool start_listeners(struct daemon *d)
 	    .store = d->store,
 	    .host = d->opts.http.host,
 	    .port = d->opts.http.port,
-	    .auth = check_token,
-	    .auth_ctx = d,
+	    .auth = accounts_check_token,
+	    .auth_ctx = d->accounts,
+	    .tls_cert_pem = d->tls_cert_pem,
+	    .tls_key_pem = d->tls_key_pem,
 	};
 	err = http_server_create(&ho, &d->http);
 	if (err != IMAPQ_OK) {
@@ -179,7 +193,8 @@ static bool start_listeners(struct daemon *d)
 		return false;
 	}
 	ports[nports++] = (struct portfile_entry){"http", http_server_port(d->http)};
-	log_info("http", "listening on %s:%u", d->opts.http.host, http_server_port(d->http));
+	log_info("http", "listening on %s:%u%s", d->opts.http.host, http_server_port(d->http),
+		 d->tls != NULL ? " (HTTPS)" : "");
 	if (d->opts.port_file[0] != '\0' &&
 	    portfile_write(d->opts.port_file, ports, nports) != IMAPQ_OK) {
 		log_error("imapqd", "cannot write port file %s", d->opts.port_file);
@@ -244,7 +259,9 @@ int main(int argc, char **argv)
 	if (d.sigfd < 0 ||
 	    loop_io_add(d.loop, d.sigfd, LOOP_READ, on_signal, &d, &d.sig_io) != IMAPQ_OK)
 		goto out;
-	if (!open_store(&d) || !setup_account(&d) || !start_listeners(&d))
+	if (!load_tls(&d) || !open_store(&d) ||
+	    accounts_open(d.opts.data, d.opts.users, &d.accounts) != IMAPQ_OK ||
+	    !start_listeners(&d))
 		goto out;
 	log_info("imapqd", "ready; data in %s", d.opts.data);
 	status = loop_run(d.loop) == IMAPQ_OK ? 0 : 1;
@@ -252,6 +269,12 @@ out:
 	http_server_destroy(&d.http);
 	queue_service_destroy(&d.queues);
 	imap_server_destroy(&d.imap);
+	accounts_destroy(&d.accounts);
+	tls_server_destroy(&d.tls);
+	if (d.tls_key_pem != NULL)
+		OPENSSL_cleanse(d.tls_key_pem, strlen(d.tls_key_pem));
+	free(d.tls_key_pem);
+	free(d.tls_cert_pem);
 	store_close(&d.store);
 	if (d.opts.port_file[0] != '\0')
 		unlink(d.opts.port_file);

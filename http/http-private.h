@@ -105,6 +105,43 @@ bool http_json_add_u64_string(cJSON *obj, const char *key, uint64_t v);
  * formatting; false when memory is short. */
 bool http_json_add_uint(cJSON *obj, const char *key, uint64_t v);
 
+/* --- Request bodies, decoded without a connection (http_jobs.c, http_queues.c) --- */
+
+/* True when ctype can be stored as a job's Content-Type header (printable ASCII, bounded). */
+bool http_content_type_ok(const char *ctype);
+/* Decodes standard base64 text into a new buffer (freed with free()); false when it is
+ * malformed. */
+bool http_base64_decode(const char *text, char **out_r, size_t *len_r);
+
+/* One job of a batch enqueue, ready to enqueue. */
+struct http_batch_item {
+	char *payload;
+	size_t len;
+	const char *ctype; /* points into the parsed tree or at a static string */
+	uint32_t delay;
+	bool printed; /* payload comes from cJSON (cJSON_free) rather than malloc (free) */
+};
+/* The "messages" array when root is exactly {"messages":[...]} (a batch), else NULL. */
+const cJSON *http_batch_list(const cJSON *root);
+/* Turns a batch entry {"body","delay","content_type","body_encoding"} into *it (zeroed by the
+ * caller); delay is the request's default. IMAPQ_E_INVALID with *why, or IMAPQ_E_NOMEM. *it may
+ * hold a payload even on failure: release it with http_batch_item_clear() either way. */
+imapq_err http_batch_item_decode(const cJSON *entry, uint32_t delay, struct http_batch_item *it,
+				 const char **why);
+void http_batch_item_clear(struct http_batch_item *it);
+/* Reads a claim body {"max","lease","wait"} (empty: max 1, lease 0, wait 0). IMAPQ_E_INVALID with
+ * *why on failure. */
+imapq_err http_claim_decode(const char *body, size_t len, uint32_t *max_r, uint32_t *lease_r,
+			    uint32_t *wait_r, const char **why);
+/* Reads an ack, nack or extend body (route says which fields are allowed): the receipt, and
+ * delay and lease (0 when absent). IMAPQ_E_INVALID with *why on failure. */
+imapq_err http_settle_decode(enum http_route route, const char *body, size_t len,
+			     struct queue_receipt *receipt_r, uint32_t *delay_r, uint32_t *lease_r,
+			     const char **why);
+/* Reads an optional queue settings body; *given_r tells whether any field was set. */
+imapq_err http_settings_decode(const char *body, size_t len, struct queue_settings *set,
+			       bool *given_r, const char **why);
+
 /* --- Server and requests --- */
 
 /* Request counters, by route and by status class (1xx..5xx). */
@@ -166,6 +203,7 @@ struct http_request {
 	imapq_err early_err;
 	const char *early_why;
 	bool bad_token; /* a token was given and refused (WWW-Authenticate error="invalid_token") */
+	const struct access *access; /* the token's roles (access.h); NULL: every role */
 
 	/* A claim in progress: its parameters and the long poll's state. */
 	bool claim_started;

@@ -13,19 +13,24 @@
 #include "imap/store/store.h"
 #include "queue/queue.h"
 
+struct access;
 struct http_server;
 
 /* What an endpoint needs of the caller's token (DESIGN.md, "Security and limits"). */
 enum http_role {
-	HTTP_ROLE_ANY,	    /* any valid token: listings, stats, metrics */
+	HTTP_ROLE_ANY,	    /* any valid token: listings, queue details */
 	HTTP_ROLE_PRODUCER, /* enqueue */
 	HTTP_ROLE_CONSUMER, /* claim, ack, nack, extend, peek, change feed */
-	HTTP_ROLE_ADMIN,    /* create, change, purge and delete queues; requeue dead letters */
+	HTTP_ROLE_ADMIN,    /* create, change, purge and delete queues; requeue; metrics */
 };
 
-/* Checks a bearer token for role, from any pool thread: IMAPQ_OK, IMAPQ_E_AUTH (unknown token,
- * answered 401) or IMAPQ_E_NOPERM (valid token without the role, answered 403). */
-typedef imapq_err http_auth_fn(void *ctx, const char *token, enum http_role role);
+/* Checks a bearer token for role on queue ("" when the request names no valid queue: the role
+ * must then hold on every queue), from any pool thread: IMAPQ_OK with the token's roles in
+ * *access_r (NULL for every role; valid while the server lives), IMAPQ_E_AUTH (unknown token,
+ * answered 401), IMAPQ_E_NONEXISTENT (a queue the token may not see, answered 404 like a missing
+ * one) or IMAPQ_E_NOPERM (the token lacks the role, answered 403). */
+typedef imapq_err http_auth_fn(void *ctx, const char *token, enum http_role role, const char *queue,
+			       const struct access **access_r);
 
 struct http_options {
 	struct queue_service *qs; /* borrowed; must outlive the server */
@@ -34,6 +39,10 @@ struct http_options {
 	unsigned port;		  /* 0 picks a free port (see http_server_port()) */
 	http_auth_fn *auth;	  /* NULL refuses every request but GET /healthz */
 	void *auth_ctx;
+	/* PEM text of a certificate chain and its key: both set serve HTTPS (TLS 1.2 or newer)
+	 * instead of HTTP. Borrowed; they must stay valid until the server is destroyed. */
+	const char *tls_cert_pem;
+	const char *tls_key_pem;
 };
 
 /* Binds host:port and starts serving. IMAPQ_E_IO when the address cannot be bound,

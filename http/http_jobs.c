@@ -13,8 +13,7 @@
 
 static const char json_type[] = "application/json";
 
-/* True when ctype can be stored as a job's Content-Type header (printable ASCII, bounded). */
-static bool content_type_ok(const char *ctype)
+bool http_content_type_ok(const char *ctype)
 {
 	size_t len = strlen(ctype);
 	if (len == 0 || len > CONTENT_TYPE_MAX || strchr(ctype, '/') == NULL)
@@ -26,12 +25,20 @@ static bool content_type_ok(const char *ctype)
 	return true;
 }
 
-/* Decodes standard base64 text into a new buffer; false when it is malformed. */
-static bool base64_decode(const char *text, char **out_r, size_t *len_r)
+bool http_base64_decode(const char *text, char **out_r, size_t *len_r)
 {
 	size_t len = strlen(text);
 	if (len % 4 != 0 || len > IMAPQ_HTTP_MAX_JSON)
 		return false;
+	/* EVP_DecodeBlock skips surrounding whitespace and takes '=' anywhere: allow only the
+	 * alphabet, with padding at the end, so that the length worked out below is the truth. */
+	for (size_t i = 0; i < len; i++) {
+		char c = text[i];
+		bool pad = c == '=' && (i + 1 == len || (i + 2 == len && text[len - 1] == '='));
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '+' || c == '/' || pad))
+			return false;
+	}
 	unsigned char *out = malloc(len / 4 * 3 + 1);
 	if (out == NULL)
 		return false;
@@ -65,17 +72,7 @@ static bool query_delay(struct http_request *req, uint32_t *delay, enum MHD_Resu
 	return true;
 }
 
-/* One job of a batch, ready to enqueue. */
-struct batch_item {
-	char *payload;
-	size_t len;
-	const char *ctype; /* points into the parsed tree or at json_type */
-	uint32_t delay;
-	bool printed; /* payload comes from cJSON (cJSON_free) rather than malloc (free) */
-};
-
-/* Turns a batch entry {"body","delay","content_type","body_encoding"} into an item. */
-static imapq_err batch_item_take(const cJSON *entry, uint32_t delay, struct batch_item *it,
+imapq_err http_batch_item_decode(const cJSON *entry, uint32_t delay, struct http_batch_item *it,
 				 const char **why)
 {
 	static const char *const fields[] = {"body", "delay", "content_type", "body_encoding",
@@ -98,7 +95,7 @@ static imapq_err batch_item_take(const cJSON *entry, uint32_t delay, struct batc
 		*why = "a batch entry has no \"body\"";
 		return IMAPQ_E_INVALID;
 	}
-	if (ct != NULL && (!cJSON_IsString(ct) || !content_type_ok(ct->valuestring))) {
+	if (ct != NULL && (!cJSON_IsString(ct) || !http_content_type_ok(ct->valuestring))) {
 		*why = "\"content_type\" must be a media type such as text/plain";
 		return IMAPQ_E_INVALID;
 	}
@@ -121,7 +118,7 @@ static imapq_err batch_item_take(const cJSON *entry, uint32_t delay, struct batc
 	}
 	if (enc != NULL) {
 		if (!cJSON_IsString(enc) || strcmp(enc->valuestring, "base64") != 0 ||
-		    !base64_decode(body->valuestring, &it->payload, &it->len)) {
+		    !http_base64_decode(body->valuestring, &it->payload, &it->len)) {
 			*why = "\"body_encoding\" must be \"base64\" with a valid base64 body";
 			return IMAPQ_E_INVALID;
 		}
@@ -134,6 +131,25 @@ static imapq_err batch_item_take(const cJSON *entry, uint32_t delay, struct batc
 	return IMAPQ_OK;
 }
 
+void http_batch_item_clear(struct http_batch_item *it)
+{
+	if (it->printed)
+		cJSON_free(it->payload);
+	else
+		free(it->payload);
+	it->payload = NULL;
+	it->len = 0;
+}
+
+const cJSON *http_batch_list(const cJSON *root)
+{
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "messages");
+	if (cJSON_IsObject(root) && cJSON_IsArray(list) && root->child == list &&
+	    list->next == NULL)
+		return list;
+	return NULL;
+}
+
 /* Enqueues {"messages":[...]} and answers 201 with every id. */
 static enum MHD_Result enqueue_batch(struct http_request *req, const cJSON *list, uint32_t delay)
 {
@@ -141,7 +157,7 @@ static enum MHD_Result enqueue_batch(struct http_request *req, const cJSON *list
 	if (n < 1 || n > IMAPQ_HTTP_MAX_BATCH)
 		return http_reply_error(req, IMAPQ_E_INVALID,
 					"\"messages\" must hold 1 to 1000 entries");
-	struct batch_item *items = calloc((size_t)n, sizeof *items);
+	struct http_batch_item *items = calloc((size_t)n, sizeof *items);
 	if (items == NULL)
 		return http_reply_error(req, IMAPQ_E_NOMEM, NULL);
 	enum MHD_Result ret;
@@ -149,7 +165,7 @@ static enum MHD_Result enqueue_batch(struct http_request *req, const cJSON *list
 	imapq_err err = IMAPQ_OK;
 	int i = 0;
 	for (const cJSON *e = list->child; e != NULL && err == IMAPQ_OK; e = e->next, i++)
-		err = batch_item_take(e, delay, &items[i], &why);
+		err = http_batch_item_decode(e, delay, &items[i], &why);
 	cJSON *root = cJSON_CreateObject();
 	cJSON *ids = cJSON_AddArrayToObject(root, "messages");
 	if (err != IMAPQ_OK || ids == NULL ||
@@ -185,12 +201,8 @@ static enum MHD_Result enqueue_batch(struct http_request *req, const cJSON *list
 	}
 	ret = http_reply_json(req, 201, root);
 out:
-	for (i = 0; i < n; i++) {
-		if (items[i].printed)
-			cJSON_free(items[i].payload);
-		else
-			free(items[i].payload);
-	}
+	for (i = 0; i < n; i++)
+		http_batch_item_clear(&items[i]);
 	free(items);
 	return ret;
 }
@@ -211,16 +223,15 @@ enum MHD_Result http_handle_enqueue(struct http_request *req)
 		const char *why = NULL;
 		if (http_json_parse(payload, len, &root, &why) != IMAPQ_OK)
 			return http_reply_error(req, IMAPQ_E_INVALID, why);
-		const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "messages");
-		if (cJSON_IsObject(root) && cJSON_IsArray(list) && root->child == list &&
-		    list->next == NULL) {
+		const cJSON *list = http_batch_list(root);
+		if (list != NULL) {
 			ret = enqueue_batch(req, list, delay);
 			cJSON_Delete(root);
 			return ret;
 		}
 		cJSON_Delete(root);
 		stored_type = json_type;
-	} else if (!content_type_ok(stored_type)) {
+	} else if (!http_content_type_ok(stored_type)) {
 		return http_reply_error(req, IMAPQ_E_INVALID, "unusable Content-Type");
 	}
 	struct queue_job job;
@@ -354,36 +365,43 @@ static enum MHD_Result claim_reply(struct http_request *req, struct queue_job *j
 	return http_reply_json(req, 200, root);
 }
 
+imapq_err http_claim_decode(const char *body, size_t len, uint32_t *max_r, uint32_t *lease_r,
+			    uint32_t *wait_r, const char **why)
+{
+	static const char *const fields[] = {"max", "lease", "wait", NULL};
+	*max_r = 1;
+	*lease_r = 0;
+	*wait_r = 0;
+	if (len == 0)
+		return IMAPQ_OK;
+	cJSON *root = NULL;
+	imapq_err err = http_json_parse(body, len, &root, why);
+	if (err == IMAPQ_OK && !cJSON_IsObject(root)) {
+		err = IMAPQ_E_INVALID;
+		*why = "the body must be a JSON object";
+	}
+	if (err == IMAPQ_OK)
+		err = http_json_fields(root, fields, why);
+	if (err == IMAPQ_OK)
+		err = http_json_uint(root, "max", 1, IMAPQ_HTTP_MAX_CLAIM, max_r, why);
+	if (err == IMAPQ_OK)
+		err = http_json_uint(root, "lease", 1, IMAPQ_MAX_QUEUE_SETTING, lease_r, why);
+	if (err == IMAPQ_OK)
+		err = http_json_uint(root, "wait", 0, IMAPQ_HTTP_MAX_WAIT, wait_r, why);
+	cJSON_Delete(root);
+	return err;
+}
+
 /* Reads {"max","lease","wait"} once per request. */
 static bool claim_params(struct http_request *req, enum MHD_Result *ret)
 {
-	static const char *const fields[] = {"max", "lease", "wait", NULL};
-	req->claim_max = 1;
-	req->claim_lease = 0;
 	uint32_t wait = 0;
-	if (req->body_len > 0) {
-		cJSON *root = NULL;
-		const char *why = NULL;
-		imapq_err err = http_json_parse(req->body, req->body_len, &root, &why);
-		if (err == IMAPQ_OK && !cJSON_IsObject(root)) {
-			err = IMAPQ_E_INVALID;
-			why = "the body must be a JSON object";
-		}
-		if (err == IMAPQ_OK)
-			err = http_json_fields(root, fields, &why);
-		if (err == IMAPQ_OK)
-			err = http_json_uint(root, "max", 1, IMAPQ_HTTP_MAX_CLAIM, &req->claim_max,
-					     &why);
-		if (err == IMAPQ_OK)
-			err = http_json_uint(root, "lease", 1, IMAPQ_MAX_QUEUE_SETTING,
-					     &req->claim_lease, &why);
-		if (err == IMAPQ_OK)
-			err = http_json_uint(root, "wait", 0, IMAPQ_HTTP_MAX_WAIT, &wait, &why);
-		cJSON_Delete(root);
-		if (err != IMAPQ_OK) {
-			*ret = http_reply_error(req, err, why);
-			return false;
-		}
+	const char *why = NULL;
+	imapq_err err = http_claim_decode(req->body, req->body_len, &req->claim_max,
+					  &req->claim_lease, &wait, &why);
+	if (err != IMAPQ_OK) {
+		*ret = http_reply_error(req, err, why);
+		return false;
 	}
 	req->deadline_ms = http_now_ms() + (int64_t)wait * 1000;
 	req->claimed = calloc(req->claim_max, sizeof *req->claimed);
@@ -454,37 +472,49 @@ enum MHD_Result http_handle_claim(struct http_request *req)
 	return claim_reply(req, jobs, n);
 }
 
-enum MHD_Result http_handle_settle(struct http_request *req)
+imapq_err http_settle_decode(enum http_route route, const char *body, size_t len,
+			     struct queue_receipt *receipt_r, uint32_t *delay_r, uint32_t *lease_r,
+			     const char **why)
 {
 	static const char *const ack_fields[] = {"receipt", NULL};
 	static const char *const nack_fields[] = {"receipt", "delay", NULL};
 	static const char *const extend_fields[] = {"receipt", "lease", NULL};
-	enum http_route route = req->target.route;
 	const char *const *fields = route == HTTP_ROUTE_ACK    ? ack_fields
 				    : route == HTTP_ROUTE_NACK ? nack_fields
 							       : extend_fields;
 	cJSON *root = NULL;
-	const char *why = "the body must be a JSON object with a \"receipt\"";
-	struct queue_receipt receipt;
-	uint32_t delay = 0, lease = 0;
-	imapq_err err = http_json_parse(req->body ? req->body : "", req->body_len, &root, &why);
+	*why = "the body must be a JSON object with a \"receipt\"";
+	*delay_r = 0;
+	*lease_r = 0;
+	imapq_err err = http_json_parse(body ? body : "", len, &root, why);
 	if (err == IMAPQ_OK && !cJSON_IsObject(root))
 		err = IMAPQ_E_INVALID;
 	if (err == IMAPQ_OK)
-		err = http_json_fields(root, fields, &why);
+		err = http_json_fields(root, fields, why);
 	if (err == IMAPQ_OK) {
 		const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "receipt");
-		if (!cJSON_IsString(r) || !http_receipt_parse(r->valuestring, &receipt)) {
+		if (!cJSON_IsString(r) || !http_receipt_parse(r->valuestring, receipt_r)) {
 			err = IMAPQ_E_INVALID;
-			why =
+			*why =
 			    "\"receipt\" must be the string \"<uidvalidity>-<modseq>\" of a claim";
 		}
 	}
 	if (err == IMAPQ_OK)
-		err = http_json_uint(root, "delay", 0, IMAPQ_MAX_QUEUE_SETTING, &delay, &why);
+		err = http_json_uint(root, "delay", 0, IMAPQ_MAX_QUEUE_SETTING, delay_r, why);
 	if (err == IMAPQ_OK)
-		err = http_json_uint(root, "lease", 1, IMAPQ_MAX_QUEUE_SETTING, &lease, &why);
+		err = http_json_uint(root, "lease", 1, IMAPQ_MAX_QUEUE_SETTING, lease_r, why);
 	cJSON_Delete(root);
+	return err;
+}
+
+enum MHD_Result http_handle_settle(struct http_request *req)
+{
+	enum http_route route = req->target.route;
+	const char *why = NULL;
+	struct queue_receipt receipt;
+	uint32_t delay = 0, lease = 0;
+	imapq_err err =
+	    http_settle_decode(route, req->body, req->body_len, &receipt, &delay, &lease, &why);
 	if (err != IMAPQ_OK)
 		return http_reply_error(req, err, why);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "http/http-private.h"
+#include "imap/server/access.h"
 
 /* Adds the queue's counts to obj (ready, claimed, delayed, dead). */
 static void add_counts(cJSON *obj, const struct queue_stats *st)
@@ -55,6 +56,8 @@ enum MHD_Result http_handle_queues(struct http_request *req)
 	bool ok = !l.failed && list != NULL;
 	for (size_t i = 0; i < l.n && ok; i++) {
 		struct queue_stats st;
+		if (access_roles(req->access, l.names[i]) == 0)
+			continue; /* hidden from this token */
 		if (queue_stats(qs, l.names[i], &st) != IMAPQ_OK)
 			continue; /* deleted since the listing */
 		cJSON *q = cJSON_CreateObject();
@@ -108,17 +111,16 @@ static enum MHD_Result reply_queue(struct http_request *req, unsigned status)
 	return http_reply_json(req, status, root);
 }
 
-/* Reads an optional settings body; *given_r tells whether any field was set. */
-static imapq_err read_settings(struct http_request *req, struct queue_settings *set, bool *given_r,
-			       const char **why)
+imapq_err http_settings_decode(const char *body, size_t len, struct queue_settings *set,
+			       bool *given_r, const char **why)
 {
 	static const char *const fields[] = {"lease", "max_attempts", "retention", NULL};
 	memset(set, 0, sizeof *set);
 	*given_r = false;
-	if (req->body_len == 0)
+	if (len == 0)
 		return IMAPQ_OK;
 	cJSON *root = NULL;
-	imapq_err err = http_json_parse(req->body, req->body_len, &root, why);
+	imapq_err err = http_json_parse(body, len, &root, why);
 	if (err == IMAPQ_OK && !cJSON_IsObject(root)) {
 		err = IMAPQ_E_INVALID;
 		*why = "the settings must be a JSON object";
@@ -145,7 +147,7 @@ static enum MHD_Result put_queue(struct http_request *req)
 	struct queue_settings set;
 	bool given;
 	const char *why = NULL;
-	imapq_err err = read_settings(req, &set, &given, &why);
+	imapq_err err = http_settings_decode(req->body, req->body_len, &set, &given, &why);
 	if (err != IMAPQ_OK)
 		return http_reply_error(req, err, why);
 	struct queue_settings full = {

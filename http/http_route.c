@@ -53,6 +53,7 @@ enum http_role http_route_role(enum http_route route, enum http_method method)
 		return HTTP_ROLE_CONSUMER;
 	case HTTP_ROUTE_QUEUE:
 		return method == HTTP_GET || method == HTTP_HEAD ? HTTP_ROLE_ANY : HTTP_ROLE_ADMIN;
+	case HTTP_ROUTE_METRICS: /* per-queue series name every queue */
 	case HTTP_ROUTE_PURGE:
 	case HTTP_ROUTE_REQUEUE_ALL:
 	case HTTP_ROUTE_REQUEUE_ONE:

@@ -15,6 +15,8 @@
 
 /* Listen backlog: bursts of workers connecting at once. */
 #define HTTP_BACKLOG 511
+/* GnuTLS priorities for HTTPS: its defaults without anything older than TLS 1.2. */
+#define HTTP_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 /* Poll interval of the shutdown drain. */
 #define HTTP_DRAIN_POLL_US 5000
 /* The first allocation for a request body: typical jobs fit, and staying below glibc's 1 KiB
@@ -176,7 +178,8 @@ static void check_token(struct http_request *req)
 		token++;
 	imapq_err err = server->opts.auth
 			    ? server->opts.auth(server->opts.auth_ctx, token,
-						http_route_role(req->target.route, req->method))
+						http_route_role(req->target.route, req->method),
+						req->target.queue, &req->access)
 			    : IMAPQ_E_AUTH;
 	if (err == IMAPQ_OK)
 		return;
@@ -428,6 +431,26 @@ imapq_err http_server_create(const struct http_options *opts, struct http_server
 	}
 	unsigned flags =
 	    MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	/* HTTPS: libmicrohttpd's TLS is GnuTLS, held to the same floor as the IMAP listeners. */
+	struct MHD_OptionItem tls_options[] = {
+	    {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)opts->tls_cert_pem},
+	    {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)opts->tls_key_pem},
+	    {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)HTTP_TLS_PRIORITIES},
+	    {MHD_OPTION_END, 0, NULL},
+	};
+	bool tls = opts->tls_cert_pem != NULL && opts->tls_key_pem != NULL;
+	if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		log_error("http", "this libmicrohttpd was built without TLS");
+		close(fd);
+		http_durable_fini(server);
+		http_wait_fini(&server->wait);
+		free(server);
+		return IMAPQ_E_UNAVAILABLE;
+	}
+	if (tls)
+		flags |= MHD_USE_TLS;
+	else
+		tls_options[0].option = MHD_OPTION_END;
 	server->daemon = MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_access, server, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
 	    MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)IMAPQ_HTTP_THREADS,
@@ -436,7 +459,7 @@ imapq_err http_server_create(const struct http_options *opts, struct http_server
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)IMAPQ_HTTP_CONNECTION_MEMORY,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IMAPQ_HTTP_TIMEOUT_S,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_UNESCAPE_CALLBACK,
-	    unescape_none, NULL, MHD_OPTION_END);
+	    unescape_none, NULL, MHD_OPTION_ARRAY, tls_options, MHD_OPTION_END);
 	if (server->daemon == NULL) {
 		log_error("http", "libmicrohttpd failed to start");
 		close(fd);

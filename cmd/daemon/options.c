@@ -20,6 +20,7 @@ enum opt_id {
 	OPT_PORT_FILE,
 	OPT_CONFIG,
 	OPT_VERSION,
+	OPT_ALLOW_PLAINTEXT,
 };
 
 static const struct option long_options[] = {
@@ -33,6 +34,7 @@ static const struct option long_options[] = {
     {"fsync", required_argument, NULL, OPT_FSYNC},
     {"port-file", required_argument, NULL, OPT_PORT_FILE},
     {"config", required_argument, NULL, OPT_CONFIG},
+    {"allow-plaintext", no_argument, NULL, OPT_ALLOW_PLAINTEXT},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -51,7 +53,10 @@ static void usage(FILE *out)
 		"      --http HOST:PORT    HTTP/JSON listener (default " DAEMON_DEFAULT_HTTP ")\n"
 		"      --users FILE        users file (default: the demo user in DIR/credentials)\n"
 		"      --tls-cert FILE     TLS certificate (PEM)\n"
-		"      --tls-key FILE      TLS private key (PEM)\n"
+		"      --tls-key FILE      TLS private key (PEM); with a certificate, IMAP offers\n"
+		"                          STARTTLS, HTTP becomes HTTPS, and SIGHUP reloads the\n"
+		"                          pair for new IMAP connections\n"
+		"      --allow-plaintext   allow LOGIN on cleartext IMAP from non-loopback peers\n"
 		"      --fsync MODE        always (default): reply after fdatasync;\n"
 		"                          batch: fdatasync every few ms; off: never\n"
 		"      --port-file FILE    write the bound ports as name=port lines when ready\n"
@@ -128,6 +133,12 @@ static bool set_path(char *dst, size_t cap, const char *value)
 	return true;
 }
 
+/* Reads the value of a switch given in the config file. */
+static bool parse_switch(const char *value)
+{
+	return strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "1") == 0;
+}
+
 /* Applies one option by id; false with a message on err when its value is bad. */
 static bool apply_option(struct daemon_options *opts, int id, const char *value, FILE *err)
 {
@@ -161,8 +172,10 @@ static bool apply_option(struct daemon_options *opts, int id, const char *value,
 		ok = set_path(opts->port_file, sizeof opts->port_file, value);
 		break;
 	case OPT_VERBOSE:
-		opts->verbose = strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 ||
-				strcmp(value, "1") == 0;
+		opts->verbose = parse_switch(value);
+		break;
+	case OPT_ALLOW_PLAINTEXT:
+		opts->allow_plaintext = parse_switch(value);
 		break;
 	default:
 		ok = false;
@@ -269,6 +282,9 @@ enum daemon_parse_result daemon_options_parse(struct daemon_options *opts, int a
 			break;
 		case OPT_VERBOSE:
 			opts->verbose = true;
+			break;
+		case OPT_ALLOW_PLAINTEXT:
+			opts->allow_plaintext = true;
 			break;
 		case ':':
 			fprintf(err, "imapqd: option %s needs a value\n", argv[optind - 1]);

@@ -27,6 +27,7 @@ struct daemon_options {
 	enum journal_fsync fsync;
 	char port_file[4096];
 	char config[4096];
+	bool allow_plaintext; /* LOGIN and AUTHENTICATE PLAIN on cleartext non-loopback IMAP */
 	bool verbose;
 };
 

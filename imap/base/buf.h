@@ -25,9 +25,10 @@ static inline size_t buf_len(const struct buf *b)
 {
 	return b->end - b->start;
 }
+/* Never NULL, so callers may hand an empty buffer's bytes to memcpy and friends. */
 static inline const char *buf_bytes(const struct buf *b)
 {
-	return b->data + b->start;
+	return b->data != NULL ? b->data + b->start : "";
 }
 
 /* Appending never fails visibly: on allocation failure the buffer is marked failed and the caller

@@ -33,6 +33,11 @@ static const struct err_desc err_table[IMAPQ_E__COUNT] = {
     [IMAPQ_E_AUTH] = {"unauthorized", "authentication failed", 401, "AUTHENTICATIONFAILED", false},
     [IMAPQ_E_UNAVAILABLE] = {"unavailable", "the server is not available", 503, "UNAVAILABLE",
 			     false},
+    [IMAPQ_E_REFUSED] = {"refused", "the remote server refused the command", 502, NULL, false},
+    [IMAPQ_E_UNSUPPORTED] = {"unsupported", "the remote server lacks a needed extension", 501,
+			     "CANNOT", false},
+    [IMAPQ_E_TIMEOUT] = {"timeout", "the remote server did not answer in time", 504, "UNAVAILABLE",
+			 false},
 };
 
 static const struct err_desc *err_lookup(imapq_err err)

@@ -23,6 +23,9 @@ typedef enum imapq_err {
 	IMAPQ_E_NOPERM,	     /* the user lacks the role for this */
 	IMAPQ_E_AUTH,	     /* authentication failed */
 	IMAPQ_E_UNAVAILABLE, /* the server is shutting down or overloaded */
+	IMAPQ_E_REFUSED,     /* a remote IMAP server answered NO or BAD */
+	IMAPQ_E_UNSUPPORTED, /* a remote IMAP server lacks a needed extension */
+	IMAPQ_E_TIMEOUT,     /* a remote server did not answer in time */
 	IMAPQ_E__COUNT
 } imapq_err;
 

@@ -85,6 +85,9 @@
 /* Seconds an authenticated connection (IDLE included) may stay silent: RFC 3501 asks for at
  * least 30 minutes, and RFC 2177 clients re-issue IDLE within 29. */
 #define IMAPQ_AUTH_TIMEOUT_S (30 * 60 + 60)
+/* Seconds a TLS handshake may take: real clients finish in milliseconds, and a peer that stalls
+ * holds a session and OpenSSL's buffers until then. */
+#define IMAPQ_TLS_HANDSHAKE_TIMEOUT_S 10
 /* Bytes read from a socket per round, so one busy client cannot starve the others. */
 #define IMAPQ_READ_CHUNK (64 * 1024)
 /* Output bytes a session may queue before the server stops reading its commands. */
@@ -130,5 +133,51 @@
 #define IMAPQ_HTTP_THREADS 2
 /* Milliseconds shutdown waits for resumed long polls and in-flight requests to finish. */
 #define IMAPQ_HTTP_SHUTDOWN_GRACE_MS 2000
+
+/* The IMAP client library (imap/client). */
+/* Bytes of one server response, literals included: a whole message body plus its FETCH line. */
+#define IMAPQ_CLIENT_MAX_RESPONSE (IMAPQ_MAX_MESSAGE_SIZE + 1024 * 1024)
+/* Bytes of one response line between literals: a plain SEARCH over a large queue lists every UID.
+ */
+#define IMAPQ_CLIENT_MAX_LINE (16 * 1024 * 1024)
+/* Nesting of lists in a response: BODYSTRUCTURE nests two lists per MIME level (MAIL_MAX_DEPTH). */
+#define IMAPQ_CLIENT_MAX_NESTING 80
+/* Milliseconds a blocking client call waits for the server unless told otherwise. */
+#define IMAPQ_CLIENT_TIMEOUT_MS 30000
+/* Search-fetch-store rounds one claim tries before giving up: each lost round is a job another
+ * worker took, so this only ends claims against a server whose answers never settle. */
+#define IMAPQ_CLIENT_CLAIM_ROUNDS 1000
+
+/* The imapq command-line tool (cmd/imapq). */
+/* Bytes of one HTTP reply the tool holds: a claim of 100 jobs with sizeable bodies fits, while a
+ * confused server cannot make the tool take all memory. */
+#define IMAPQ_CLI_MAX_REPLY (1024ull * 1024 * 1024)
+/* Seconds any request but a long poll may take, connecting included. */
+#define IMAPQ_CLI_REQUEST_TIMEOUT_S 30
+/* Seconds a worker's claim long-polls: below IMAPQ_HTTP_MAX_WAIT, and a drain cuts it short. */
+#define IMAPQ_CLI_WORK_WAIT_S 20
+/* Milliseconds before a worker retries a failed extension, ack or release (a failed claim
+ * waits twice as long after each failure, up to 32 times this). */
+#define IMAPQ_CLI_RETRY_MS 1000
+/* Failed attempts at an ack or release before a worker gives up and lets the lease run out. */
+#define IMAPQ_CLI_REPORT_RETRIES 5
+
+/* Users and roles (imap/server/users.c, access.c; docs/security.md). */
+/* Grants (role or role:pattern) of one user: a handful in practice; bounds the per-name check. */
+#define IMAPQ_ACCESS_MAX_GRANTS 64
+/* Users in a users file: every token check compares against all of them. */
+#define IMAPQ_USERS_MAX 10000
+/* HTTP tokens one user may hold at a time (rotation keeps an old one while a new one rolls out). */
+#define IMAPQ_USERS_MAX_TOKENS 16
+/* Bytes of one users file line: a user with its grants, hash and tokens. */
+#define IMAPQ_USERS_MAX_LINE 8192
+/* PBKDF2 iterations accepted from a users file: below, the hash is too cheap; above, one login
+ * could stall the event loop for seconds. */
+#define IMAPQ_USERS_MIN_ITERATIONS 1000
+#define IMAPQ_USERS_MAX_ITERATIONS 5000000
+/* Delay before a failed LOGIN/AUTHENTICATE is answered, doubled for each further failure on the
+ * connection up to the maximum: slows guessing without holding the event loop (a timer). */
+#define IMAPQ_AUTH_FAIL_DELAY_MS     250
+#define IMAPQ_AUTH_FAIL_DELAY_MAX_MS 4000
 
 #endif

@@ -949,7 +949,8 @@ bool parser_arg_number(const struct parser_arg *arg, uint64_t max, uint64_t *val
 		if (ch < '0' || ch > '9')
 			return false;
 		uint64_t d = (uint64_t)(ch - '0');
-		if (v > (max - d) / 10)
+		/* max - d must not wrap: a digit above a small max is already too large. */
+		if (d > max || v > (max - d) / 10)
 			return false;
 		v = v * 10 + d;
 	}

@@ -27,7 +27,9 @@ enum quote_form quote_form_for(const char *s, size_t len, bool allow_atom)
 
 		if (!is_quotable(c))
 			return QUOTE_LITERAL;
-		if (!is_astring_char(c))
+		/* '[' opens a section in IMAP atoms (BODY[...]): parsers, imapq's own included,
+		 * expect its ']', so a string holding one is safer quoted. */
+		if (!is_astring_char(c) || c == '[')
 			atom = false;
 	}
 	return atom ? QUOTE_ATOM : QUOTE_QUOTED;

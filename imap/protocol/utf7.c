@@ -94,7 +94,9 @@ static imapq_err decode_shift(const char *in, size_t len, size_t *pos, char *out
 			high = unit;
 		} else if (unit >= 0xdc00 && unit <= 0xdfff) {
 			return IMAPQ_E_INVALID;
-		} else if (is_direct(unit)) {
+		} else if (is_direct(unit) || unit == 0) {
+			/* U+0000 would end the decoded C string early: "a&AAA-b" must not read as
+			 * "a". utf7_encode() refuses NUL too. */
 			return IMAPQ_E_INVALID;
 		} else {
 			*w += put_utf8(out + *w, unit);

@@ -9,9 +9,9 @@
 
 /* Decodes in[0..len) to UTF-8 in a new NUL-terminated string that the caller frees. Refuses
  * (IMAPQ_E_INVALID) bytes outside printable US-ASCII, a shift that is empty, unterminated, ends
- * with non-zero padding or a lone surrogate, encodes a printable US-ASCII character, or directly
- * follows another shift: exactly the forms utf7_encode() would never produce. Returns IMAPQ_OK,
- * IMAPQ_E_INVALID or IMAPQ_E_NOMEM; *out_r is NULL unless IMAPQ_OK. */
+ * with non-zero padding or a lone surrogate, encodes a printable US-ASCII character or NUL, or
+ * directly follows another shift: exactly the forms utf7_encode() would never produce. Returns
+ * IMAPQ_OK, IMAPQ_E_INVALID or IMAPQ_E_NOMEM; *out_r is NULL unless IMAPQ_OK. */
 imapq_err utf7_decode(const char *in, size_t len, char **out_r);
 
 /* Encodes the UTF-8 text in[0..len) to modified UTF-7 in a new NUL-terminated string that the

@@ -8,6 +8,7 @@
 
 #include "imap/base/crc32c.h"
 #include "imap/base/limits.h"
+#include "imap/server/access.h"
 #include "imap/server/server-private.h"
 
 /* Parses an RFC 3501 date-time: "dd-Mon-yyyy hh:mm:ss +zzzz" (day may be space-padded). */
@@ -63,7 +64,10 @@ void cmd_append(struct cmd *c)
 	}
 	struct store *store = s->server->opts.store;
 	uint32_t id;
-	imapq_err err = store_mailbox_find(store, name, &id);
+	/* Enqueueing needs the producer role; a hidden name answers like a missing one. */
+	imapq_err err = access_check(s->access, name, ACCESS_PRODUCER);
+	if (err == IMAPQ_OK)
+		err = store_mailbox_find(store, name, &id);
 	if (err == IMAPQ_E_NONEXISTENT) {
 		cmd_no(c, "TRYCREATE", "No such mailbox");
 		goto out;

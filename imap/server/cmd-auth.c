@@ -9,10 +9,42 @@
 #include "imap/base/log.h"
 #include "imap/server/server-private.h"
 
-/* True when a password may be sent on this connection (RFC 3501 6.2.3, RFC 8314). */
-static bool plaintext_allowed(const struct session *s)
+/* Answers a failed login once its delay has passed, then reads the client's input again. */
+static void auth_delay_done(void *arg)
 {
-	return s->loopback || s->server->opts.allow_plaintext;
+	struct session *s = arg;
+	s->auth_delay = NULL;
+	session_printf(s, "%s NO [AUTHENTICATIONFAILED] Invalid credentials\r\n", s->auth_tag);
+	if (s->auth_failures >= IMAPQ_MAX_AUTH_FAILURES) {
+		session_lit(s, "* BYE Too many failed logins\r\n");
+		session_close_after_output(s);
+	}
+	session_seal(s);
+	session_resume(s);
+}
+
+/* Holds the answer to a failed login for a delay that doubles with each failure on this
+ * connection; the session reads no input meanwhile, so guesses cannot be pipelined past it. */
+static void delay_failure(struct cmd *c)
+{
+	struct session *s = c->s;
+	uint64_t ms = IMAPQ_AUTH_FAIL_DELAY_MS;
+	for (unsigned i = 1; i < s->auth_failures && ms < IMAPQ_AUTH_FAIL_DELAY_MAX_MS; i++)
+		ms *= 2;
+	if (ms > IMAPQ_AUTH_FAIL_DELAY_MAX_MS)
+		ms = IMAPQ_AUTH_FAIL_DELAY_MAX_MS;
+	if (s->auth_tag != c->tag && strlen(c->tag) < sizeof s->auth_tag)
+		strcpy(s->auth_tag, c->tag);
+	if ((s->auth_tag != c->tag && strlen(c->tag) >= sizeof s->auth_tag) ||
+	    loop_timer_add(s->server->opts.loop, ms, auth_delay_done, s, &s->auth_delay) !=
+		IMAPQ_OK) {
+		/* No delay possible (a tag too long to keep, or no memory): end the connection. */
+		cmd_no(c, "AUTHENTICATIONFAILED", "Invalid credentials");
+		session_lit(s, "* BYE Too many failed logins\r\n");
+		session_close_after_output(s);
+		return;
+	}
+	c->replied = true;
 }
 
 /* Checks the credentials and moves to the authenticated state, replying either way. */
@@ -20,18 +52,23 @@ static void finish_login(struct cmd *c, const char *user, const char *password)
 {
 	struct session *s = c->s;
 	const struct imap_server_options *o = &s->server->opts;
-	imapq_err err = o->auth != NULL ? o->auth(o->auth_ctx, user, password) : IMAPQ_E_AUTH;
-	if (err != IMAPQ_OK) {
+	const struct access *access = NULL;
+	imapq_err err =
+	    o->auth != NULL ? o->auth(o->auth_ctx, user, password, &access) : IMAPQ_E_AUTH;
+	if (err == IMAPQ_E_AUTH) {
 		s->auth_failures++;
-		log_info(SERVER_LOG, "%s: login failed for '%s'", s->peer, user);
-		cmd_no(c, err == IMAPQ_E_AUTH ? "AUTHENTICATIONFAILED" : "UNAVAILABLE",
-		       err == IMAPQ_E_AUTH ? "Invalid credentials" : imapq_err_message(err));
-		if (s->auth_failures >= IMAPQ_MAX_AUTH_FAILURES) {
-			session_lit(s, "* BYE Too many failed logins\r\n");
-			session_close_after_output(s);
-		}
+		log_info(SERVER_LOG, "%s: login failed for '%.64s' (%u on this connection)",
+			 s->peer, user, s->auth_failures);
+		delay_failure(c);
 		return;
 	}
+	if (err != IMAPQ_OK) {
+		log_info(SERVER_LOG, "%s: login for '%.64s' not checked: %s", s->peer, user,
+			 imapq_err_message(err));
+		cmd_no(c, "UNAVAILABLE", imapq_err_message(err));
+		return;
+	}
+	s->access = access;
 	size_t len = strlen(user);
 	if (len >= sizeof s->user)
 		len = sizeof s->user - 1;
@@ -52,7 +89,7 @@ void cmd_login(struct cmd *c)
 	char user[256], password[256];
 	if (!cmd_want_args(c, 2, 2))
 		return;
-	if (!plaintext_allowed(c->s)) {
+	if (!session_password_allowed(c->s)) {
 		cmd_no(c, "PRIVACYREQUIRED", "LOGIN is disabled on unencrypted connections");
 		return;
 	}
@@ -126,7 +163,7 @@ void cmd_authenticate(struct cmd *c)
 		cmd_no(c, "CANNOT", "Unsupported authentication mechanism");
 		return;
 	}
-	if (!plaintext_allowed(s)) {
+	if (!session_password_allowed(s)) {
 		cmd_no(c, "PRIVACYREQUIRED", "PLAIN is disabled on unencrypted connections");
 		return;
 	}
@@ -163,7 +200,18 @@ void cmd_authenticate(struct cmd *c)
 
 void cmd_starttls(struct cmd *c)
 {
+	struct session *s = c->s;
 	if (!cmd_want_args(c, 0, 0))
 		return;
-	cmd_no(c, "UNAVAILABLE", "TLS is not configured on this server");
+	if (session_is_tls(s)) {
+		cmd_no(c, "CLIENTBUG", "TLS is already active");
+		return;
+	}
+	if (s->server->opts.tls == NULL) {
+		cmd_no(c, "UNAVAILABLE", "TLS is not configured on this server");
+		return;
+	}
+	/* The OK is queued first: the tag lives in the parser, which starting TLS resets. */
+	cmd_ok(c, NULL, "Begin TLS negotiation now");
+	session_start_tls(s);
 }

@@ -5,6 +5,7 @@
 
 #include "imap/base/limits.h"
 #include "imap/protocol/seqset.h"
+#include "imap/server/access.h"
 #include "imap/server/server-private.h"
 
 struct copy_map {
@@ -47,7 +48,10 @@ static void do_copy(struct cmd *c, bool move)
 	}
 	struct store *store = s->server->opts.store;
 	uint32_t dst;
-	imapq_err err = store_mailbox_find(store, name, &dst);
+	/* The target is enqueued to: producer role; a hidden name answers like a missing one. */
+	imapq_err err = access_check(s->access, name, ACCESS_PRODUCER);
+	if (err == IMAPQ_OK)
+		err = store_mailbox_find(store, name, &dst);
 	if (err == IMAPQ_E_NONEXISTENT) {
 		cmd_no(c, "TRYCREATE", "No such mailbox");
 		return;

@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "imap/base/limits.h"
+#include "imap/server/access.h"
 #include "imap/server/server-private.h"
 
 /* The annotation that marks a mailbox as subscribed; not a METADATA entry name (those start
@@ -31,6 +32,26 @@ static void fail_mailbox(struct cmd *c, imapq_err err)
 	}
 }
 
+bool cmd_allow(struct cmd *c, const char *name, unsigned role)
+{
+	imapq_err err = access_check(c->s->access, name, role);
+	if (err == IMAPQ_E_NONEXISTENT)
+		cmd_no(c, "NONEXISTENT", "No such mailbox");
+	else if (err != IMAPQ_OK)
+		cmd_no(c, "NOPERM", "Your roles do not allow this on that mailbox");
+	return err == IMAPQ_OK;
+}
+
+/* Creating a name needs admin on it; a name outside the user's patterns gets the same NOPERM
+ * whether it exists or not, so CREATE does not reveal hidden mailboxes. */
+static bool may_create(struct cmd *c, const char *name)
+{
+	if (access_check(c->s->access, name, ACCESS_ADMIN) == IMAPQ_OK)
+		return true;
+	cmd_no(c, "NOPERM", "Your roles do not allow creating that mailbox");
+	return false;
+}
+
 void cmd_create(struct cmd *c)
 {
 	uint64_t lsn; /* the reply waits for it through the session's seal */
@@ -41,6 +62,8 @@ void cmd_create(struct cmd *c)
 	size_t len = strlen(name);
 	if (len > 1 && name[len - 1] == '/')
 		name[len - 1] = '\0';
+	if (!may_create(c, name))
+		return;
 	uint32_t id;
 	imapq_err err = store_mailbox_create(c->s->server->opts.store, name, &id, &lsn);
 	if (err != IMAPQ_OK) {
@@ -60,6 +83,8 @@ void cmd_delete(struct cmd *c)
 		cmd_no(c, "CANNOT", "INBOX cannot be deleted");
 		return;
 	}
+	if (!cmd_allow(c, name, ACCESS_ADMIN))
+		return;
 	struct session *s = c->s;
 	uint32_t id = 0;
 	store_mailbox_find(s->server->opts.store, name, &id);
@@ -143,6 +168,8 @@ void cmd_rename(struct cmd *c)
 		cmd_no(c, "ALREADYEXISTS", "INBOX already exists");
 		return;
 	}
+	if (!cmd_allow(c, from, ACCESS_ADMIN) || !may_create(c, to))
+		return;
 	if (strcmp(from, "INBOX") == 0) {
 		rename_inbox(c, to);
 		return;
@@ -161,6 +188,8 @@ static void set_subscribed(struct cmd *c, bool on)
 	uint64_t lsn; /* the reply waits for it through the session's seal */
 	char name[MAILBOX_BUF];
 	if (!cmd_want_args(c, 1, 1) || !cmd_arg_mailbox(c, 0, name, sizeof name))
+		return;
+	if (!cmd_allow(c, name, 0))
 		return;
 	struct store *store = c->s->server->opts.store;
 	uint32_t id;
@@ -216,6 +245,7 @@ struct list_entry {
 
 struct list_state {
 	struct store *store;
+	const struct access *access; /* names without any role are left out */
 	struct list_entry *items;
 	size_t n, cap;
 	bool failed;
@@ -251,6 +281,8 @@ static void list_collect(void *ctx, uint32_t id, const char *name)
 {
 	struct list_state *l = ctx;
 	(void)id;
+	if (access_roles(l->access, name) == 0)
+		return;
 	/* Parents that only exist through their children appear as \Noselect. */
 	for (const char *slash = strchr(name, '/'); slash != NULL; slash = strchr(slash + 1, '/'))
 		if (!list_add(l, name, (size_t)(slash - name), false))
@@ -280,7 +312,7 @@ static void do_list(struct cmd *c, bool lsub)
 	if (strncasecmp(full, "INBOX", 5) == 0 && (full[5] == '\0' || full[5] == '/'))
 		memcpy(full, "INBOX", 5);
 
-	struct list_state l = {.store = s->server->opts.store};
+	struct list_state l = {.store = s->server->opts.store, .access = s->access};
 	store_mailbox_list(l.store, list_collect, &l);
 	if (l.failed) {
 		cmd_fail(c, IMAPQ_E_NOMEM, NULL);
@@ -330,6 +362,8 @@ void cmd_status(struct cmd *c)
 		cmd_bad(c, "STATUS takes a list of items");
 		return;
 	}
+	if (!cmd_allow(c, name, 0))
+		return;
 	struct store *store = s->server->opts.store;
 	uint32_t id;
 	struct store_mailbox_status st;

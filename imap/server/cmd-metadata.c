@@ -11,6 +11,7 @@
 #include "imap/base/limits.h"
 #include "imap/base/vec.h"
 #include "imap/protocol/quote.h"
+#include "imap/server/access.h"
 #include "imap/server/server-private.h"
 
 #define MAILBOX_BUF (IMAPQ_MAX_MAILBOX_NAME * 4 + 1)
@@ -262,8 +263,10 @@ static bool parse_entry_names(struct cmd *c, const struct parser_arg *a,
 	return true;
 }
 
-/* Resolves the mailbox argument: "" is the server (*server_r), else an existing mailbox. */
-static bool resolve_mailbox(struct cmd *c, size_t i, char *name, bool *server_r, uint32_t *id_r)
+/* Resolves the mailbox argument: "" is the server (*server_r), else an existing mailbox on which
+ * the user holds role (0: any role; a hidden name answers like a missing one). */
+static bool resolve_mailbox(struct cmd *c, size_t i, char *name, unsigned role, bool *server_r,
+			    uint32_t *id_r)
 {
 	if (!cmd_arg_mailbox(c, i, name, MAILBOX_BUF))
 		return false;
@@ -271,6 +274,8 @@ static bool resolve_mailbox(struct cmd *c, size_t i, char *name, bool *server_r,
 	*id_r = 0;
 	if (*server_r)
 		return true;
+	if (!cmd_allow(c, name, role))
+		return false;
 	imapq_err err = store_mailbox_find(c->s->server->opts.store, name, id_r);
 	if (err == IMAPQ_E_NONEXISTENT || err == IMAPQ_E_NOTFOUND) {
 		cmd_no(c, "NONEXISTENT", "No such mailbox");
@@ -306,7 +311,7 @@ void cmd_getmetadata(struct cmd *c)
 	const struct parser_arg *names;
 	size_t nnames;
 	if (!parse_entry_names(c, &c->args[i + 1], &names, &nnames) ||
-	    !resolve_mailbox(c, i, name, &server, &id))
+	    !resolve_mailbox(c, i, name, 0, &server, &id))
 		return;
 
 	struct md_list l = {0};
@@ -482,8 +487,8 @@ void cmd_setmetadata(struct cmd *c)
 	char name[MAILBOX_BUF];
 	bool server;
 	uint32_t id;
-	if (!resolve_mailbox(c, 0, name, &server, &id) || !check_pairs(c, &c->args[1], server) ||
-	    !check_count(c, id, &c->args[1]))
+	if (!resolve_mailbox(c, 0, name, ACCESS_ADMIN, &server, &id) ||
+	    !check_pairs(c, &c->args[1], server) || !check_count(c, id, &c->args[1]))
 		return;
 	const struct parser_arg *a = &c->args[1];
 	for (size_t i = 0; i < a->count; i += 2) {

@@ -5,6 +5,7 @@
 #include "imap/base/limits.h"
 #include "imap/protocol/seqset.h"
 #include "imap/base/vec.h"
+#include "imap/server/access.h"
 #include "imap/server/server-private.h"
 
 /* The QRESYNC parameter: (uidvalidity modseq [known-uids [seq-match-data]]). */
@@ -177,7 +178,10 @@ static void do_select(struct cmd *c, bool readonly)
 	}
 	struct store *store = s->server->opts.store;
 	uint32_t id;
-	imapq_err err = store_mailbox_find(store, name, &id);
+	/* Reading needs the consumer role; a hidden name answers like a missing one. */
+	imapq_err err = access_check(s->access, name, ACCESS_CONSUMER);
+	if (err == IMAPQ_OK)
+		err = store_mailbox_find(store, name, &id);
 	if (err == IMAPQ_OK) {
 		if (condstore)
 			s->enabled |= ENABLED_CONDSTORE;

@@ -69,7 +69,9 @@ void cmd_write_capabilities(struct session *s)
 		       "APPENDLIMIT=%llu",
 		       (unsigned long long)IMAPQ_MAX_MESSAGE_SIZE);
 	if (s->state & STATE_NOT_AUTHENTICATED) {
-		if (s->loopback || s->server->opts.allow_plaintext)
+		if (s->server->opts.tls != NULL && !session_is_tls(s))
+			session_lit(s, " STARTTLS");
+		if (session_password_allowed(s))
 			session_lit(s, " AUTH=PLAIN");
 		else
 			session_lit(s, " LOGINDISABLED");

@@ -11,6 +11,7 @@
 #include "imap/base/loop.h"
 #include "imap/protocol/parser.h"
 #include "imap/server/server.h"
+#include "imap/server/tls.h"
 #include "imap/store/store.h"
 
 #define SERVER_LOG "imap"
@@ -26,6 +27,14 @@ enum session_state {
 	STATE_AUTHENTICATED = 1u << 1,
 	STATE_SELECTED = 1u << 2,
 	STATE_LOGOUT = 1u << 3,
+};
+
+/* Where a connection stands with TLS. */
+enum session_tls {
+	SESSION_TLS_NONE,      /* cleartext */
+	SESSION_TLS_STARTING,  /* STARTTLS answered: its OK drains in cleartext, input is ignored */
+	SESSION_TLS_HANDSHAKE, /* the handshake runs: nothing is read or written in the clear */
+	SESSION_TLS_ON,	       /* every byte goes through tls */
 };
 
 /* The selected mailbox as this session knows it. Messages with a UID up to uid_max are in the
@@ -71,9 +80,17 @@ struct session {
 	struct loop_io *io;
 	char peer[64];
 	bool loopback;
+	enum session_tls tls_state;
+	struct tls_conn *tls; /* set from the start of the handshake on */
+	bool tls_after_starttls;
+	bool tls_read_wants_write; /* a read waits for the socket to become writable */
+	bool tls_write_wants_read; /* a write waits for the socket to become readable */
+	uint64_t tls_started_ms;
 	unsigned state;
 	unsigned enabled;
 	char user[64];
+	const struct access *access;   /* the user's roles; NULL: every role (access.h) */
+	struct loop_timer *auth_delay; /* a failed login's answer waits; input is not read */
 	struct parser *parser;
 	struct buf in;	/* bytes read, not yet parsed */
 	struct buf out; /* replies; the first `writable` bytes may go to the socket */
@@ -95,6 +112,7 @@ struct session {
 struct listener {
 	struct imap_server *server;
 	int fd;
+	bool tls; /* implicit TLS: sessions start with the handshake */
 	struct loop_io *io;
 };
 
@@ -143,13 +161,27 @@ void session_close_after_output(struct session *s);
 void session_destroy(struct session *s);
 /* True when a closing session has delivered everything and can be freed. */
 bool session_done(const struct session *s);
-/* Called for a new connection. */
-void session_accept(struct imap_server *server, int fd);
+/* Called for a new connection; with tls the session starts with a TLS handshake. */
+void session_accept(struct imap_server *server, int fd, bool tls);
+/* Ends a session at once without a farewell (a failed or stalled handshake, shutdown): pending
+ * output is dropped and the connection closes as soon as the caller checks session_done(). */
+void session_abort(struct session *s);
+/* STARTTLS: drops every byte the client sent after the command line (RFC 3501 6.2.1, so nothing
+ * sent in the clear runs under TLS) and starts the handshake once the output queued so far has
+ * gone out in cleartext. */
+void session_start_tls(struct session *s);
+/* True when the connection is encrypted (or its implicit-TLS handshake is under way). */
+bool session_is_tls(const struct session *s);
+/* True when LOGIN and AUTHENTICATE PLAIN may carry a password here: over TLS, from loopback, or
+ * everywhere with the allow_plaintext option (RFC 3501 6.2.3, RFC 8314). */
+bool session_password_allowed(const struct session *s);
 /* Runs one parsed command. */
 void session_dispatch(struct session *s, const struct parser_command *pc);
 /* Turns CONDSTORE on for a CONDSTORE-enabling command (RFC 7162 3.1); the first one while a
  * mailbox is selected also reports its HIGHESTMODSEQ. */
 void session_enable_condstore(struct session *s);
+/* Reads and runs the commands that waited while input was paused (auth_delay). */
+void session_resume(struct session *s);
 /* Handles the response line of an AUTHENTICATE continuation (cmd-auth.c). */
 void session_auth_response(struct session *s, const char *line, size_t len);
 /* Handles a change notification while the session idles. */
@@ -212,6 +244,11 @@ bool cmd_arg_set(struct cmd *c, const struct parser_arg *arg, bool uid, struct u
 		 size_t *n_r);
 /* Parses a flag list (or a single flag); keywords are defined in the mailbox when create. */
 bool cmd_arg_flags(struct cmd *c, const struct parser_arg *arg, bool create, uint64_t *flags_r);
+
+/* True when the session's user holds role (access.h bits; 0: just sees it) on mailbox name;
+ * otherwise replies NO [NONEXISTENT] for a name the user cannot see, exactly as for a missing
+ * mailbox, or NO [NOPERM], and returns false (access.c). */
+bool cmd_allow(struct cmd *c, const char *name, unsigned role);
 
 /* Writes a mailbox name for the client (modified UTF-7, quoted or literal as needed). */
 void cmd_write_mailbox(struct session *s, const char *name);

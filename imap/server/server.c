@@ -90,7 +90,11 @@ static void on_tick(void *arg)
 		next = s->next;
 		uint64_t limit = (s->state & STATE_NOT_AUTHENTICATED) ? IMAPQ_PREAUTH_TIMEOUT_S
 								      : IMAPQ_AUTH_TIMEOUT_S;
-		if (!s->closing && now - s->last_active_ms > limit * 1000) {
+		if (s->tls_state == SESSION_TLS_HANDSHAKE && !s->closing &&
+		    now - s->tls_started_ms > IMAPQ_TLS_HANDSHAKE_TIMEOUT_S * 1000) {
+			log_info(SERVER_LOG, "%s: TLS handshake timed out", s->peer);
+			session_abort(s);
+		} else if (!s->closing && now - s->last_active_ms > limit * 1000) {
 			log_info(SERVER_LOG, "%s: idle timeout", s->peer);
 			session_lit(s, "* BYE Autologout; idle for too long\r\n");
 			session_close_after_output(s);
@@ -129,7 +133,7 @@ static void on_accept(void *arg, unsigned events)
 			log_warn(SERVER_LOG, "connection refused: %u sessions", server->nsessions);
 			continue;
 		}
-		session_accept(server, fd);
+		session_accept(server, fd, l->tls);
 	}
 }
 
@@ -156,8 +160,9 @@ imapq_err imap_server_create(const struct imap_server_options *opts, struct imap
 	return IMAPQ_OK;
 }
 
-imapq_err imap_server_listen(struct imap_server *server, const char *host, unsigned port,
-			     unsigned *port_r)
+/* Adds a listener; tls makes it an implicit-TLS one. */
+static imapq_err listen_on(struct imap_server *server, const char *host, unsigned port, bool tls,
+			   unsigned *port_r)
 {
 	struct listener **ls = realloc(server->listeners, (server->nlisteners + 1) * sizeof *ls);
 	if (ls == NULL)
@@ -167,6 +172,7 @@ imapq_err imap_server_listen(struct imap_server *server, const char *host, unsig
 	if (l == NULL)
 		return IMAPQ_E_NOMEM;
 	l->server = server;
+	l->tls = tls;
 	imapq_err err = net_listen(host, port, 512, &l->fd, port_r);
 	if (err == IMAPQ_OK) {
 		err = loop_io_add(server->opts.loop, l->fd, LOOP_READ, on_accept, l, &l->io);
@@ -178,8 +184,22 @@ imapq_err imap_server_listen(struct imap_server *server, const char *host, unsig
 		return err;
 	}
 	server->listeners[server->nlisteners++] = l;
-	log_info(SERVER_LOG, "listening on %s:%u", host, *port_r);
+	log_info(SERVER_LOG, "listening on %s:%u%s", host, *port_r, tls ? " (implicit TLS)" : "");
 	return IMAPQ_OK;
+}
+
+imapq_err imap_server_listen(struct imap_server *server, const char *host, unsigned port,
+			     unsigned *port_r)
+{
+	return listen_on(server, host, port, false, port_r);
+}
+
+imapq_err imap_server_listen_tls(struct imap_server *server, const char *host, unsigned port,
+				 unsigned *port_r)
+{
+	if (server->opts.tls == NULL)
+		return IMAPQ_E_INVALID;
+	return listen_on(server, host, port, true, port_r);
 }
 
 /* Closes the listening sockets. */
@@ -204,6 +224,12 @@ void imap_server_shutdown(struct imap_server *server)
 	close_listeners(server);
 	for (struct session *s = server->sessions, *next; s != NULL; s = next) {
 		next = s->next;
+		if (s->tls_state == SESSION_TLS_HANDSHAKE) {
+			/* Nothing can be said to a peer that has not finished its handshake. */
+			session_abort(s);
+			session_destroy(s);
+			continue;
+		}
 		session_lit(s, "* BYE Server shutting down\r\n");
 		session_close_after_output(s);
 		session_seal(s);

@@ -13,10 +13,15 @@
 #include "imap/base/loop.h"
 #include "imap/store/store.h"
 
+struct access;
 struct imap_server;
+struct tls_server;
 
-/* Checks a user's password; returns IMAPQ_OK, IMAPQ_E_AUTH or another error. */
-typedef imapq_err imap_auth_fn(void *ctx, const char *user, const char *password);
+/* Checks a user's password; returns IMAPQ_OK, IMAPQ_E_AUTH or another error. On IMAPQ_OK,
+ * *access_r holds the user's roles (access.h), NULL for every role; it must stay valid as long as
+ * the server lives. */
+typedef imapq_err imap_auth_fn(void *ctx, const char *user, const char *password,
+			       const struct access **access_r);
 
 struct imap_server_options {
 	struct loop *loop;
@@ -25,6 +30,9 @@ struct imap_server_options {
 	void *auth_ctx;
 	/* Allow LOGIN and AUTHENTICATE PLAIN on cleartext connections from non-loopback peers. */
 	bool allow_plaintext;
+	/* TLS for STARTTLS and imap_server_listen_tls(); NULL leaves both off. Borrowed: it must
+	 * outlive the server (reloading it is the owner's business). */
+	struct tls_server *tls;
 	/* Folder for unlinked spool files of large APPEND bodies (on the journal's file system). */
 	const char *spool_dir;
 };
@@ -34,6 +42,11 @@ imapq_err imap_server_create(const struct imap_server_options *opts, struct imap
 /* Listens on host:port (0 picks a port, returned in *port_r). */
 imapq_err imap_server_listen(struct imap_server *server, const char *host, unsigned port,
 			     unsigned *port_r);
+
+/* Listens on host:port for implicit TLS (RFC 8314): every connection starts with the handshake.
+ * IMAPQ_E_INVALID when the server has no TLS context. */
+imapq_err imap_server_listen_tls(struct imap_server *server, const char *host, unsigned port,
+				 unsigned *port_r);
 
 /* Stops accepting, ends idle sessions with BYE and closes every connection once its output is
  * written (or after a short grace period). */

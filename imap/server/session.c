@@ -46,35 +46,113 @@ void session_printf(struct session *s, const char *fmt, ...)
 	free(big);
 }
 
-/* Watches for input while the session reads and for output while it has bytes to send. */
+/* Watches for input while the session reads and for output while it has bytes to send; TLS can
+ * turn either around (a read that needs to write, a write that needs to read). */
 static void session_update_events(struct session *s)
 {
-	unsigned events = 0;
-	if (!s->closing && buf_len(&s->out) < IMAPQ_MAX_PENDING_OUTPUT)
-		events |= LOOP_READ;
-	if (s->writable > 0)
-		events |= LOOP_WRITE;
-	loop_io_set(s->io, events);
+	bool want_read =
+	    !s->closing && buf_len(&s->out) < IMAPQ_MAX_PENDING_OUTPUT && s->auth_delay == NULL;
+	bool want_write = s->writable > 0;
+	switch (s->tls_state) {
+	case SESSION_TLS_NONE:
+		break;
+	case SESSION_TLS_STARTING:
+		want_read = false;
+		break;
+	case SESSION_TLS_HANDSHAKE:
+		want_read = !s->closing && !s->tls_read_wants_write;
+		want_write = !s->closing && s->tls_read_wants_write;
+		break;
+	case SESSION_TLS_ON:
+		if (s->tls_read_wants_write) {
+			want_read = false;
+			want_write = true;
+		}
+		if (s->tls_write_wants_read) {
+			want_write = false;
+			want_read = true;
+		}
+		break;
+	}
+	loop_io_set(s->io, (want_read ? LOOP_READ : 0u) | (want_write ? LOOP_WRITE : 0u));
+}
+
+/* The peer is gone or the stream broke: nothing more can be delivered. */
+static void drop_output(struct session *s)
+{
+	buf_reset(&s->out);
+	s->writable = 0;
+	s->closing = true;
+}
+
+void session_abort(struct session *s)
+{
+	drop_output(s);
+	session_update_events(s);
+}
+
+/* Sends what TLS accepts of the writable bytes. */
+static void flush_tls(struct session *s)
+{
+	while (s->writable > 0) {
+		size_t n;
+		enum tls_io r = tls_conn_write(s->tls, buf_bytes(&s->out), s->writable, &n);
+		s->tls_write_wants_read = r == TLS_IO_WANT_READ;
+		if (r == TLS_IO_OK) {
+			buf_consume(&s->out, n);
+			s->writable -= n;
+			continue;
+		}
+		if (r == TLS_IO_ERROR)
+			log_info(SERVER_LOG, "%s: TLS write failed: %s", s->peer,
+				 tls_conn_error(s->tls));
+		if (r != TLS_IO_WANT_READ && r != TLS_IO_WANT_WRITE)
+			drop_output(s);
+		break;
+	}
+}
+
+/* Begins the STARTTLS handshake once the cleartext OK has left. */
+static void begin_starttls_handshake(struct session *s)
+{
+	if (s->closing)
+		return;
+	if (tls_conn_create(s->server->opts.tls, s->fd, &s->tls) != IMAPQ_OK) {
+		log_error(SERVER_LOG, "%s: out of memory starting TLS; closing", s->peer);
+		drop_output(s);
+		return;
+	}
+	s->tls_state = SESSION_TLS_HANDSHAKE;
+	s->tls_after_starttls = true;
+	s->tls_started_ms = loop_now_ms(s->server->opts.loop);
 }
 
 void session_flush(struct session *s)
 {
+	if (s->tls_state == SESSION_TLS_HANDSHAKE) {
+		/* Output queued meanwhile (the greeting) leaves once the handshake is done. */
+		session_update_events(s);
+		return;
+	}
+	if (s->tls_state == SESSION_TLS_ON) {
+		flush_tls(s);
+		session_update_events(s);
+		return;
+	}
 	while (s->writable > 0) {
 		ssize_t n = write(s->fd, buf_bytes(&s->out), s->writable);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK) {
-				/* The peer is gone: nothing more can be delivered. */
-				buf_reset(&s->out);
-				s->writable = 0;
-				s->closing = true;
-			}
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				drop_output(s);
 			break;
 		}
 		buf_consume(&s->out, (size_t)n);
 		s->writable -= (size_t)n;
 	}
+	if (s->tls_state == SESSION_TLS_STARTING && buf_len(&s->out) == 0 && !s->held)
+		begin_starttls_handshake(s);
 	session_update_events(s);
 }
 
@@ -154,7 +232,9 @@ void session_destroy(struct session *s)
 	}
 	if (s->idling)
 		server_note_idle(server, false);
+	loop_timer_cancel(&s->auth_delay);
 	loop_io_remove(&s->io);
+	tls_conn_destroy(&s->tls);
 	close(s->fd);
 	parser_destroy(&s->parser);
 	view_close(s);
@@ -305,6 +385,8 @@ static bool process_line_input(struct session *s)
 static void process_input(struct session *s)
 {
 	while (buf_len(&s->in) > 0 && !s->closing && buf_len(&s->out) < IMAPQ_MAX_PENDING_OUTPUT) {
+		if (s->auth_delay != NULL)
+			return;
 		if (s->idling || s->auth_pending) {
 			if (!process_line_input(s))
 				return;
@@ -341,9 +423,43 @@ static void process_input(struct session *s)
 	}
 }
 
+/* Reads decrypted input: record after record until OpenSSL wants the socket, or a chunk is in and
+ * OpenSSL holds nothing back (epoll reports what is still in the socket, not what OpenSSL has
+ * buffered). False when the peer is gone. */
+static bool read_tls_input(struct session *s)
+{
+	size_t total = 0;
+	for (;;) {
+		char *dst = buf_reserve(&s->in, IMAPQ_READ_CHUNK);
+		if (dst == NULL)
+			return false;
+		size_t n;
+		enum tls_io r = tls_conn_read(s->tls, dst, IMAPQ_READ_CHUNK, &n);
+		s->tls_read_wants_write = r == TLS_IO_WANT_WRITE;
+		if (r == TLS_IO_OK) {
+			buf_commit(&s->in, n);
+			total += n;
+			if (total >= IMAPQ_READ_CHUNK && !tls_conn_pending(s->tls))
+				break;
+			continue;
+		}
+		if (r == TLS_IO_WANT_READ || r == TLS_IO_WANT_WRITE)
+			break;
+		if (r == TLS_IO_ERROR)
+			log_info(SERVER_LOG, "%s: TLS read failed: %s", s->peer,
+				 tls_conn_error(s->tls));
+		return false;
+	}
+	if (total > 0)
+		s->last_active_ms = loop_now_ms(s->server->opts.loop);
+	return true;
+}
+
 /* Reads what the socket has; false when the peer is gone. */
 static bool read_input(struct session *s)
 {
+	if (s->tls_state == SESSION_TLS_ON)
+		return read_tls_input(s);
 	char *dst = buf_reserve(&s->in, IMAPQ_READ_CHUNK);
 	if (dst == NULL)
 		return false;
@@ -364,12 +480,81 @@ bool session_done(const struct session *s)
 	return s->closing && buf_len(&s->out) == 0 && !s->held;
 }
 
+/* The session as it starts over TLS: after STARTTLS everything learned in cleartext is forgotten
+ * (RFC 3501 6.2.1) and the capabilities are announced again. */
+static void tls_established(struct session *s)
+{
+	char desc[128];
+	tls_conn_describe(s->tls, desc, sizeof desc);
+	log_debug(SERVER_LOG, "%s: TLS established (%s)", s->peer, desc);
+	s->tls_state = SESSION_TLS_ON;
+	s->last_active_ms = loop_now_ms(s->server->opts.loop);
+	if (s->tls_after_starttls) {
+		parser_reset(s->parser);
+		buf_reset(&s->in);
+		s->enabled = 0;
+		session_lit(s, "* CAPABILITY ");
+		cmd_write_capabilities(s);
+		session_lit(s, "\r\n");
+		session_seal(s);
+	}
+}
+
+/* Advances the handshake; a failed one ends the session (the caller checks session_done). */
+static void handshake_step(struct session *s)
+{
+	enum tls_io r = tls_conn_handshake(s->tls);
+	s->tls_read_wants_write = r == TLS_IO_WANT_WRITE;
+	switch (r) {
+	case TLS_IO_OK:
+		tls_established(s);
+		return;
+	case TLS_IO_WANT_READ:
+	case TLS_IO_WANT_WRITE:
+		session_update_events(s);
+		return;
+	case TLS_IO_CLOSED:
+		log_info(SERVER_LOG, "%s: TLS handshake failed: connection closed by the peer",
+			 s->peer);
+		break;
+	case TLS_IO_ERROR:
+		log_info(SERVER_LOG, "%s: TLS handshake failed: %s", s->peer,
+			 tls_conn_error(s->tls));
+		break;
+	}
+	session_abort(s);
+}
+
+void session_resume(struct session *s)
+{
+	process_input(s);
+	session_update_events(s);
+	if (session_done(s))
+		session_destroy(s);
+}
+
 static void on_io(void *arg, unsigned events)
 {
 	struct session *s = arg;
-	if (events & LOOP_WRITE)
+	if (s->tls_state == SESSION_TLS_HANDSHAKE && !s->closing) {
+		handshake_step(s);
+		if (s->tls_state != SESSION_TLS_ON) {
+			if (session_done(s))
+				session_destroy(s);
+			return;
+		}
+		/* The greeting goes out now, and the client may have sent a command already. */
+		events |= LOOP_READ | LOOP_WRITE;
+	}
+	bool can_write = events & LOOP_WRITE;
+	bool can_read = events & (LOOP_READ | LOOP_HANGUP);
+	if (s->tls_write_wants_read)
+		can_write = can_read;
+	if (s->tls_read_wants_write)
+		can_read = can_write || (events & LOOP_HANGUP);
+	if (can_write)
 		session_flush(s);
-	if ((events & (LOOP_READ | LOOP_HANGUP)) && !s->closing) {
+	if (can_read && !s->closing && s->tls_state != SESSION_TLS_STARTING) {
 		if (!read_input(s)) {
 			/* The peer closed or failed: nothing more can reach it. */
 			session_destroy(s);
@@ -377,7 +562,7 @@ static void on_io(void *arg, unsigned events)
 		}
 		process_input(s);
 		session_update_events(s);
-	} else if (!(events & LOOP_READ) && buf_len(&s->in) > 0 && !s->closing) {
+	} else if (!can_read && buf_len(&s->in) > 0 && !s->closing) {
 		/* Output drained below the limit: resume commands that were waiting. */
 		process_input(s);
 		session_update_events(s);
@@ -406,7 +591,24 @@ void session_idle_update(struct session *s)
 	session_seal(s);
 }
 
-void session_accept(struct imap_server *server, int fd)
+void session_start_tls(struct session *s)
+{
+	buf_reset(&s->in);
+	parser_reset(s->parser);
+	s->tls_state = SESSION_TLS_STARTING;
+}
+
+bool session_is_tls(const struct session *s)
+{
+	return s->tls != NULL;
+}
+
+bool session_password_allowed(const struct session *s)
+{
+	return s->tls != NULL || s->loopback || s->server->opts.allow_plaintext;
+}
+
+void session_accept(struct imap_server *server, int fd, bool tls)
 {
 	struct session *s = calloc(1, sizeof *s);
 	if (s == NULL) {
@@ -429,6 +631,18 @@ void session_accept(struct imap_server *server, int fd)
 		close(fd);
 		free(s);
 		return;
+	}
+	if (tls) {
+		if (tls_conn_create(server->opts.tls, fd, &s->tls) != IMAPQ_OK) {
+			log_error(SERVER_LOG, "%s: out of memory starting TLS", s->peer);
+			loop_io_remove(&s->io);
+			parser_destroy(&s->parser);
+			close(fd);
+			free(s);
+			return;
+		}
+		s->tls_state = SESSION_TLS_HANDSHAKE;
+		s->tls_started_ms = s->last_active_ms;
 	}
 	parser_set_sink(s->parser, &sink);
 	s->next = server->sessions;

@@ -74,13 +74,21 @@ static imapq_err switch_to_map(struct store *s, struct mailbox *mb)
 	     m = msgtable_next(mb->msgs, &c))
 		v[k++] = *m;
 	imapq_err err = IMAPQ_OK;
-	for (size_t i = 0; i < k; i++) {
+	/* Empty the table before the map exists: store_msg_remove() looks in the map once it
+	 * does, and would leave the rest in the table, counted twice. */
+	for (size_t i = 0; i < k; i++)
 		store_msg_remove(s, mb, v[i].uid, 0, NULL);
-		if (err == IMAPQ_OK)
-			err = store_uidmap_put(&mb->replay, &v[i]);
-	}
+	for (size_t i = 0; i < k && err == IMAPQ_OK; i++)
+		err = store_uidmap_put(&mb->replay, &v[i]);
 	free(v);
-	return err;
+	/* The emptied table still remembers the highest UID it took and would refuse the lower
+	 * ones store_replay_finish() puts back in order: start again from a fresh one. */
+	struct msgtable *fresh = err == IMAPQ_OK ? msgtable_create() : NULL;
+	if (fresh == NULL)
+		return err == IMAPQ_OK ? IMAPQ_E_NOMEM : err;
+	msgtable_destroy(&mb->msgs);
+	mb->msgs = fresh;
+	return IMAPQ_OK;
 }
 
 /* Replays one message record: straight into the table while UIDs rise (the common case, which

@@ -9,6 +9,7 @@
 #ifndef IMAPQ_BENCH_H
 #define IMAPQ_BENCH_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -232,6 +233,40 @@ static inline double bench_cpu_process(pid_t pid)
 	return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* CPU seconds (user + system) that process pid and its living children have used so far, for
+ * servers that fork a process per connection (Dovecot); 0 when /proc cannot be read. */
+static inline double bench_cpu_tree(pid_t pid)
+{
+	double total = bench_cpu_process(pid);
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+
+	if (!d)
+		return total;
+	while ((e = readdir(d)) != NULL) {
+		char path[300], buf[1024];
+		const char *p;
+		int ppid = 0;
+		FILE *f;
+		size_t n;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		p = strrchr(buf, ')');
+		if (p && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == (int)pid)
+			total += bench_cpu_process((pid_t)strtol(e->d_name, NULL, 10));
+	}
+	closedir(d);
+	return total;
+}
+
 /* --- Child processes (daemons under test, peers) --- */
 
 /* Starts argv[0] (a path) with stdout and stderr appended to log_path. Returns its pid, or -1
@@ -354,6 +389,47 @@ static inline unsigned bench_free_port(void)
 		port = ntohs(sa.sin_port);
 	close(fd);
 	return port;
+}
+
+/* Waits until child *pid accepts TCP connections on 127.0.0.1:port, for peers that cannot report
+ * a port they picked. Returns 1 when it listens, 0 when it exited first (reaped: *status holds
+ * its wait status and *pid becomes -1), -1 after timeout_s seconds. */
+static inline int bench_proc_wait_listen(pid_t *pid, unsigned port, double timeout_s, int *status)
+{
+	uint64_t start = bench_now_ns();
+
+	while (!bench_proc_exited(pid, status)) {
+		int fd = bench_tcp_connect(port);
+
+		if (fd >= 0) {
+			close(fd);
+			return 1;
+		}
+		if (bench_since_s(start) > timeout_s)
+			return -1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+/* Copies the last max bytes of file path to stream (a peer's log after it failed). */
+static inline void bench_file_tail(const char *path, FILE *stream, long max)
+{
+	char buf[4096];
+	size_t n;
+	FILE *f = fopen(path, "r");
+
+	if (!f) {
+		fprintf(stream, "(cannot read %s: %s)\n", path, strerror(errno));
+		return;
+	}
+	if (fseek(f, 0, SEEK_END) == 0 && ftell(f) > max)
+		fseek(f, -max, SEEK_END);
+	else
+		fseek(f, 0, SEEK_SET);
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fwrite(buf, 1, n, stream);
+	fclose(f);
 }
 
 /* --- HTTP/1.1 responses and flat JSON --- */

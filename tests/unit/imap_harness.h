@@ -65,9 +65,11 @@ struct lines {
 };
 
 /* Accepts exactly the user "u" with the password "p". */
-static inline imapq_err harness_auth(void *ctx, const char *user, const char *password)
+static inline imapq_err harness_auth(void *ctx, const char *user, const char *password,
+				     const struct access **access_r)
 {
 	(void)ctx;
+	*access_r = NULL;
 	return strcmp(user, "u") == 0 && strcmp(password, "p") == 0 ? IMAPQ_OK : IMAPQ_E_AUTH;
 }
 

@@ -1,0 +1,159 @@
+"""examples/worker.c (build/examples/worker, on the C client library) against a real imapqd: it
+drains jobs enqueued over IMAP and HTTP and acks them, releases a failing job until it
+dead-letters after max attempts, wakes from IDLE for new work, honours --max-jobs, stops cleanly
+on SIGTERM and reports a refused login."""
+import imaplib
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import harness
+
+# Seconds a test waits for the daemon or a worker before it fails.
+PATIENCE = 30.0
+
+
+def worker_path():
+    """The worker binary sits in the build folder's examples/ beside the imapqd it was built with."""
+    return os.path.join(os.path.dirname(os.path.abspath(harness.IMAPQD)), "examples", "worker")
+
+
+class ExampleWorkerCTest(harness.DaemonTestCase):
+
+    def http(self, method, path, body=None, ctype="application/json", raw=None):
+        """One API request with the demo token: (status, parsed JSON or None)."""
+        _, _, token = self.daemon.credentials()
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.daemon.ports["http"], path),
+                                     data=data, method=method,
+                                     headers={"Authorization": "Bearer " + token,
+                                              "Content-Type": ctype})
+        try:
+            with urllib.request.urlopen(req, timeout=PATIENCE) as resp:
+                text = resp.read()
+                return resp.status, json.loads(text) if text else None
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def stats(self, queue):
+        status, reply = self.http("GET", "/v1/queues/" + queue)
+        self.assertEqual(status, 200, reply)
+        return reply["stats"]
+
+    def worker(self, queue, *extra, password=None):
+        user, pw, _ = self.daemon.credentials()
+        return subprocess.Popen([worker_path(), "--host", "127.0.0.1",
+                                 "--port", str(self.daemon.ports["imap"]), "--user", user,
+                                 "--password", password or pw, "--queue", queue] + list(extra),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def finish(self, proc):
+        """Waits for a worker: (exit status, stdout, stderr); kills it when it hangs."""
+        try:
+            out, err = proc.communicate(timeout=PATIENCE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            self.fail("worker hung:\n%s\n%s" % (out, err))
+        return proc.returncode, out, err
+
+    def wait_for(self, what, check):
+        deadline = time.monotonic() + PATIENCE
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            time.sleep(0.05)
+        self.fail("timed out waiting for " + what)
+
+    def append(self, queue, text):
+        """Enqueues one job over IMAP: its UID."""
+        m = self.daemon.imaplib()
+        try:
+            msg = ("Subject: job\r\n\r\n%s" % text).encode()
+            typ, data = m.append('"%s"' % queue, None, None, msg)
+            self.assertEqual(typ, "OK", data)
+            return int(re.search(rb"APPENDUID \d+ (\d+)", data[0]).group(1))
+        finally:
+            m.logout()
+
+    def test_binary_exists(self):
+        self.assertTrue(os.access(worker_path(), os.X_OK), worker_path())
+
+    def test_drains_acks_and_dead_letters(self):
+        q = "cjobs"
+        status, _ = self.http("PUT", "/v1/queues/" + q, {"lease": 30, "max_attempts": 2})
+        self.assertEqual(status, 201)
+        uids = {self.append(q, "imap job one"): "imap job one"}
+        status, reply = self.http("POST", "/v1/queues/%s/messages" % q, ctype="text/plain",
+                                  raw=b"http job two")
+        self.assertEqual(status, 201, reply)
+        uids[int(reply["id"])] = "http job two"
+        bad = self.append(q, "this one will fail")
+        status, reply = self.http("POST", "/v1/queues/%s/messages" % q, {"n": 4})
+        self.assertEqual(status, 201, reply)
+        uids[int(reply["id"])] = '{"n": 4}'
+
+        status, out, err = self.finish(self.worker(q, "--once"))
+        self.assertEqual(status, 0, out + err)
+        self.assertEqual(err, "")
+        for uid, text in uids.items():
+            self.assertIn("job %d: %s\n" % (uid, text), out)
+        self.assertEqual(sorted(int(u) for u in re.findall(r"^job (\d+): acked$", out, re.M)),
+                         sorted(uids))
+        self.assertIn("job %d: failed, released after attempt 1\n" % bad, out)
+        self.assertIn("job %d: failed, released after attempt 2\n" % bad, out)
+        # Three acks and two claims of the failing job.
+        self.assertIn("handled 5 jobs\n", out)
+
+        dead = self.wait_for("the dead letter", lambda: self.stats(q)["dead"] == 1)
+        self.assertTrue(dead)
+        stats = self.stats(q)
+        self.assertEqual((stats["ready"], stats["claimed"], stats["acks"], stats["claims"]),
+                         (0, 0, 3, 5))
+        self.assertEqual(stats["dead_lettered"], 1)
+
+    def test_idle_wakes_and_sigterm_stops(self):
+        q = "cidle"
+        self.assertEqual(self.http("PUT", "/v1/queues/" + q)[0], 201)
+        w = self.worker(q)
+        time.sleep(0.5)  # the worker is in IDLE on the empty queue
+        status, reply = self.http("POST", "/v1/queues/%s/messages" % q, ctype="text/plain",
+                                  raw=b"wake up")
+        self.assertEqual(status, 201)
+        self.wait_for("the ack", lambda: self.stats(q)["acks"] == 1)
+        time.sleep(0.3)  # back in IDLE
+        w.send_signal(signal.SIGTERM)
+        status, out, err = self.finish(w)
+        self.assertEqual(status, 0, out + err)
+        self.assertEqual(err, "")
+        self.assertIn("job %s: wake up\njob %s: acked\n" % (reply["id"], reply["id"]), out)
+        self.assertTrue(out.endswith("handled 1 job\n"), out)
+
+    def test_max_jobs(self):
+        q = "cmax"
+        self.assertEqual(self.http("PUT", "/v1/queues/" + q)[0], 201)
+        for n in range(3):
+            self.assertEqual(self.http("POST", "/v1/queues/%s/messages" % q, {"n": n})[0], 201)
+        status, out, err = self.finish(self.worker(q, "--max-jobs", "2"))
+        self.assertEqual(status, 0, out + err)
+        self.assertIn("handled 2 jobs\n", out)
+        self.assertEqual(self.stats(q)["ready"], 1)
+
+    def test_refused_login_and_usage(self):
+        status, out, err = self.finish(self.worker("cjobs", "--once", password="wrong"))
+        self.assertEqual(status, 1)
+        self.assertIn("authentication failed", err)
+        r = subprocess.run([worker_path(), "--queue", "x"], capture_output=True, text=True,
+                           timeout=PATIENCE)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("usage: worker", r.stderr)
+
+
+if __name__ == "__main__":
+    harness.main()
