@@ -58,8 +58,9 @@ imapq_err queue_enqueue(struct queue_service *qs, const char *name, const void *
 	int64_t now = (int64_t)(queue_now_ms() / 1000);
 	uint32_t uid;
 	uint64_t modseq, lsn = 0;
-	err = store_append(qs->store, ref.id, delay > 0 ? ref.delayed : 0, now, &body, &uid,
-			   &modseq, &lsn);
+	uint32_t due = delay > 0 ? queue_due_in(delay) : 0;
+	err = store_append_due(qs->store, ref.id, delay > 0 ? ref.delayed : 0, due, now, &body,
+			       &uid, &modseq, &lsn);
 	free(msg);
 	if (err != IMAPQ_OK)
 		return queue_finish(qs, err, lsn, lsn_r);
@@ -67,20 +68,8 @@ imapq_err queue_enqueue(struct queue_service *qs, const char *name, const void *
 				  .size = (uint32_t)mlen,
 				  .modseq = modseq,
 				  .flags = delay > 0 ? ref.delayed : 0,
-				  .internaldate = now};
-	if (delay > 0) {
-		/* The not-before time goes on in a second step, conditional on the append. */
-		struct store_update u = {.op = STORE_FLAGS_ADD,
-					 .unchangedsince = &modseq,
-					 .set_due = true,
-					 .due = queue_due_in(delay)};
-		struct outcome c;
-		err = update_one(qs, ref.id, uid, &u, &c, &lsn);
-		if (err == IMAPQ_OK)
-			m = c.m;
-		else if (err == IMAPQ_E_MODIFIED || err == IMAPQ_E_NOTFOUND)
-			err = IMAPQ_OK; /* someone acted on the job already; it is enqueued */
-	}
+				  .internaldate = now,
+				  .due = due};
 	if (job_r != NULL)
 		queue_job_from(&ref, false, &m, job_r);
 	return queue_finish(qs, err, lsn, lsn_r);

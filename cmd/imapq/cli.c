@@ -151,3 +151,27 @@ int cli_getopt(struct cli *cli, int argc, char **argv, const char *shortopts,
 		return opt;
 	}
 }
+
+int cli_print_help(const char *help)
+{
+	fputs(help, stdout);
+	fputs(cli_common_help, stdout);
+	return CLI_EXIT_OK;
+}
+
+int cli_no_memory(void)
+{
+	fprintf(stderr, "imapq: out of memory\n");
+	return CLI_EXIT_ERROR;
+}
+
+int cli_operands(int argc, char **argv, bool help_wanted, const char *help, int min, int max,
+		 const char *expects)
+{
+	if (help_wanted)
+		return cli_print_help(help);
+	int n = argc - optind;
+	if (n < min || n > max)
+		return cli_usage_error(argv[0], "%s", expects);
+	return -1;
+}

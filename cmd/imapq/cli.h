@@ -66,6 +66,18 @@ bool cli_parse_uint(const char *text, uint64_t min, uint64_t max, const char *wh
 /* Prints "imapq CMD: MESSAGE" and a pointer to --help on stderr; returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Prints help (a command's usage) and the common options on stdout; returns CLI_EXIT_OK. */
+int cli_print_help(const char *help);
+
+/* Reports that memory ran out on stderr; returns CLI_EXIT_ERROR. */
+int cli_no_memory(void);
+
+/* Ends a command's option parsing: with help_wanted prints help (see cli_print_help), otherwise
+ * checks that min to max operands follow the options and reports "expects" as a usage error when
+ * not. Returns -1 when the command goes on, else the exit status it returns. */
+int cli_operands(int argc, char **argv, bool help_wanted, const char *help, int min, int max,
+		 const char *expects);
+
 /* Runs getopt_long over a command's argv with its options (common ones included) and applies
  * the common ones; returns the next option of the command's own, -1 at the end, or '?' on a
  * bad option (already reported). help_r is set when --help was given. */

@@ -12,24 +12,24 @@
 #include "cmd/imapq/rawjson.h"
 #include "imap/base/limits.h"
 
-static int print_help(const char *help)
-{
-	fputs(help, stdout);
-	fputs(cli_common_help, stdout);
-	return CLI_EXIT_OK;
-}
-
-static int no_memory(void)
-{
-	fprintf(stderr, "imapq: out of memory\n");
-	return CLI_EXIT_ERROR;
-}
-
 /* The due time of a job: the lease end of a claimed job, the not-before time of a delayed one. */
 static const char *due_of(const cJSON *msg, char *scratch, size_t cap)
 {
 	const char *due = out_field(msg, "lease_until", scratch, cap);
 	return strcmp(due, "-") != 0 ? due : out_field(msg, "not_before", scratch, cap);
+}
+
+/* Prints one row of the job table, its body under it when asked for (ctx points to a bool). */
+static void print_job_row(void *ctx, const cJSON *msg, const char *reply,
+			  const struct rawjson_span *span)
+{
+	char a[32], b[32], c[32], d[64], e[64], f[32];
+	printf("%-10s %-8s %8s  %-20s  %-20s %9s\n", out_field(msg, "id", a, sizeof a),
+	       out_field(msg, "state", b, sizeof b), out_field(msg, "attempts", c, sizeof c),
+	       out_field(msg, "enqueued_at", d, sizeof d), due_of(msg, e, sizeof e),
+	       out_field(msg, "size", f, sizeof f));
+	if (*(const bool *)ctx)
+		out_job_body(stdout, msg, reply, span);
 }
 
 /* Lists jobs in one state as a table, bodies under their line when asked for. */
@@ -39,12 +39,9 @@ static int list_jobs(struct cli *cli, const char *queue, const char *state, uint
 	char suffix[96];
 	snprintf(suffix, sizeof suffix, "/messages?state=%s&limit=%llu%s", state,
 		 (unsigned long long)limit, bodies ? "&body=true" : "");
-	char *path = api_queue_path(queue, suffix);
-	if (path == NULL)
-		return no_memory();
 	struct api_call *call;
-	int status = out_request(cli, "GET", path, NULL, IMAPQ_CLI_REQUEST_TIMEOUT_S, &call);
-	free(path);
+	int status =
+	    out_queue_request(cli, "GET", queue, suffix, NULL, IMAPQ_CLI_REQUEST_TIMEOUT_S, &call);
 	if (status != CLI_EXIT_OK)
 		return status;
 	if (cli->json) {
@@ -52,35 +49,10 @@ static int list_jobs(struct cli *cli, const char *queue, const char *state, uint
 		api_call_destroy(&call);
 		return CLI_EXIT_OK;
 	}
-	size_t len;
-	const char *text = api_call_body(call, &len);
 	const cJSON *list = cJSON_GetObjectItemCaseSensitive(out_reply_object(call), "messages");
-	struct rawjson_span *spans = NULL;
-	size_t n = 0;
-	if (bodies && cJSON_GetArraySize(list) > 0) {
-		spans = calloc((size_t)cJSON_GetArraySize(list), sizeof *spans);
-		if (spans == NULL ||
-		    rawjson_message_bodies(text, len, spans, (size_t)cJSON_GetArraySize(list),
-					   &n) != IMAPQ_OK)
-			n = 0;
-	}
 	printf("%-10s %-8s %8s  %-20s  %-20s %9s\n", "ID", "STATE", "ATTEMPTS", "ENQUEUED", "DUE",
 	       "SIZE");
-	size_t i = 0;
-	const cJSON *msg;
-	cJSON_ArrayForEach(msg, list)
-	{
-		char a[32], b[32], c[32], d[64], e[64], f[32];
-		printf("%-10s %-8s %8s  %-20s  %-20s %9s\n", out_field(msg, "id", a, sizeof a),
-		       out_field(msg, "state", b, sizeof b),
-		       out_field(msg, "attempts", c, sizeof c),
-		       out_field(msg, "enqueued_at", d, sizeof d), due_of(msg, e, sizeof e),
-		       out_field(msg, "size", f, sizeof f));
-		if (bodies)
-			out_job_body(stdout, msg, text, i < n ? &spans[i] : NULL);
-		i++;
-	}
-	free(spans);
+	out_each_message(call, list, print_job_row, &bodies);
 	api_call_destroy(&call);
 	return CLI_EXIT_OK;
 }
@@ -118,10 +90,9 @@ int cli_cmd_peek(struct cli *cli, int argc, char **argv)
 			return cli_usage_error(argv[0], "bad option");
 		}
 	}
-	if (help)
-		return print_help(peek_help);
-	if (argc - optind != 1)
-		return cli_usage_error(argv[0], "expects one QUEUE");
+	int status = cli_operands(argc, argv, help, peek_help, 1, 1, "expects one QUEUE");
+	if (status >= 0)
+		return status;
 	static const char *const states[] = {"ready", "claimed", "delayed", "dead"};
 	bool known = false;
 	for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
@@ -164,7 +135,7 @@ int cli_cmd_dead(struct cli *cli, int argc, char **argv)
 		}
 	}
 	if (help)
-		return print_help(dead_help);
+		return cli_print_help(dead_help);
 	int args = argc - optind;
 	const char *sub = args > 0 ? argv[optind] : "";
 	bool list = strcmp(sub, "list") == 0;
@@ -186,12 +157,9 @@ int cli_cmd_dead(struct cli *cli, int argc, char **argv)
 	char suffix[64] = "/dead/requeue";
 	if (args == 3)
 		snprintf(suffix, sizeof suffix, "/dead/%llu/requeue", (unsigned long long)id);
-	char *path = api_queue_path(queue, suffix);
-	if (path == NULL)
-		return no_memory();
 	struct api_call *call;
-	int status = out_request(cli, "POST", path, NULL, IMAPQ_CLI_REQUEST_TIMEOUT_S, &call);
-	free(path);
+	int status =
+	    out_queue_request(cli, "POST", queue, suffix, NULL, IMAPQ_CLI_REQUEST_TIMEOUT_S, &call);
 	if (status != CLI_EXIT_OK)
 		return status;
 	if (cli->json) {
@@ -230,7 +198,7 @@ static int print_changes(struct cli *cli, struct api_call *call, char *since, si
 		if (cli->json) {
 			char *line = cJSON_PrintUnformatted(msg);
 			if (line == NULL)
-				return no_memory();
+				return cli_no_memory();
 			puts(line);
 			cJSON_free(line);
 			continue;
@@ -261,12 +229,9 @@ static int print_changes(struct cli *cli, struct api_call *call, char *since, si
 /* The queue's current highest mod-sequence, where following starts by default. */
 static int current_modseq(struct cli *cli, const char *queue, char *since, size_t cap)
 {
-	char *path = api_queue_path(queue, "");
-	if (path == NULL)
-		return no_memory();
 	struct api_call *call;
-	int status = out_request(cli, "GET", path, NULL, IMAPQ_CLI_REQUEST_TIMEOUT_S, &call);
-	free(path);
+	int status =
+	    out_queue_request(cli, "GET", queue, "", NULL, IMAPQ_CLI_REQUEST_TIMEOUT_S, &call);
 	if (status != CLI_EXIT_OK)
 		return status;
 	const cJSON *stats = cJSON_GetObjectItemCaseSensitive(api_call_json(call), "stats");
@@ -315,10 +280,9 @@ int cli_cmd_tail(struct cli *cli, int argc, char **argv)
 			return cli_usage_error(argv[0], "bad option");
 		}
 	}
-	if (help)
-		return print_help(tail_help);
-	if (argc - optind != 1)
-		return cli_usage_error(argv[0], "expects one QUEUE");
+	int status = cli_operands(argc, argv, help, tail_help, 1, 1, "expects one QUEUE");
+	if (status >= 0)
+		return status;
 	const char *queue = argv[optind];
 	if (cli_resolve(cli) != IMAPQ_OK)
 		return CLI_EXIT_ERROR;
@@ -330,16 +294,13 @@ int cli_cmd_tail(struct cli *cli, int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	int status = since[0] ? CLI_EXIT_OK : current_modseq(cli, queue, since, sizeof since);
+	status = since[0] ? CLI_EXIT_OK : current_modseq(cli, queue, since, sizeof since);
 	while (status == CLI_EXIT_OK && !tail_stop) {
 		char suffix[64];
 		snprintf(suffix, sizeof suffix, "/changes?since=%s", since);
-		char *path = api_queue_path(queue, suffix);
-		if (path == NULL)
-			return no_memory();
 		struct api_call *call;
-		status = out_request(cli, "GET", path, NULL, IMAPQ_CLI_REQUEST_TIMEOUT_S, &call);
-		free(path);
+		status = out_queue_request(cli, "GET", queue, suffix, NULL,
+					   IMAPQ_CLI_REQUEST_TIMEOUT_S, &call);
 		if (status != CLI_EXIT_OK)
 			break;
 		status = print_changes(cli, call, since, sizeof since);

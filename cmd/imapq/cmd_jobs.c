@@ -11,19 +11,6 @@
 #include "imap/base/buf.h"
 #include "imap/base/limits.h"
 
-static int print_help(const char *help)
-{
-	fputs(help, stdout);
-	fputs(cli_common_help, stdout);
-	return CLI_EXIT_OK;
-}
-
-static int no_memory(void)
-{
-	fprintf(stderr, "imapq: out of memory\n");
-	return CLI_EXIT_ERROR;
-}
-
 /* The content type a body gets when none is given: JSON when it parses as JSON, text when it
  * looks like text, bytes otherwise. */
 static const char *guess_type(const char *body, size_t len)
@@ -50,7 +37,7 @@ static int read_all(FILE *f, const char *what, size_t max, struct buf *b)
 	for (;;) {
 		char *room = buf_reserve(b, 64 * 1024);
 		if (room == NULL)
-			return no_memory();
+			return cli_no_memory();
 		size_t n = fread(room, 1, 64 * 1024, f);
 		buf_commit(b, n);
 		if (buf_len(b) > max) {
@@ -64,7 +51,7 @@ static int read_all(FILE *f, const char *what, size_t max, struct buf *b)
 		fprintf(stderr, "imapq: cannot read %s: %s\n", what, strerror(errno));
 		return CLI_EXIT_ERROR;
 	}
-	return buf_failed(b) ? no_memory() : CLI_EXIT_OK;
+	return buf_failed(b) ? cli_no_memory() : CLI_EXIT_OK;
 }
 
 /* Prints the ids of an enqueue reply (one job or a batch). */
@@ -122,7 +109,7 @@ static int enqueue_lines(struct cli *cli, const char *path, const char *queue, F
 			batch = cJSON_CreateObject();
 			entries = cJSON_AddArrayToObject(batch, "messages");
 			if (entries == NULL) {
-				status = no_memory();
+				status = cli_no_memory();
 				break;
 			}
 		}
@@ -196,11 +183,11 @@ int cli_cmd_enqueue(struct cli *cli, int argc, char **argv)
 			return cli_usage_error(argv[0], "bad option");
 		}
 	}
-	if (help)
-		return print_help(enqueue_help);
+	int status = cli_operands(argc, argv, help, enqueue_help, 1, 2,
+				  "expects QUEUE and at most one BODY");
+	if (status >= 0)
+		return status;
 	int args = argc - optind;
-	if (args < 1 || args > 2)
-		return cli_usage_error(argv[0], "expects QUEUE and at most one BODY");
 	if (args == 2 && file != NULL)
 		return cli_usage_error(argv[0], "takes BODY or --file, not both");
 	const char *queue = argv[optind];
@@ -212,7 +199,7 @@ int cli_cmd_enqueue(struct cli *cli, int argc, char **argv)
 		snprintf(suffix, sizeof suffix, "/messages?delay=%s", delay);
 	char *path = api_queue_path(queue, suffix);
 	if (path == NULL)
-		return no_memory();
+		return cli_no_memory();
 
 	FILE *in = stdin;
 	if (file != NULL && strcmp(file, "-") != 0) {
@@ -223,11 +210,10 @@ int cli_cmd_enqueue(struct cli *cli, int argc, char **argv)
 			return CLI_EXIT_ERROR;
 		}
 	}
-	int status;
 	struct buf body = {0};
 	if (lines && args == 2) {
 		FILE *mem = fmemopen(argv[optind + 1], strlen(argv[optind + 1]), "r");
-		status = mem ? enqueue_lines(cli, path, queue, mem, ctype) : no_memory();
+		status = mem ? enqueue_lines(cli, path, queue, mem, ctype) : cli_no_memory();
 		if (mem != NULL)
 			fclose(mem);
 	} else if (lines) {
@@ -235,7 +221,7 @@ int cli_cmd_enqueue(struct cli *cli, int argc, char **argv)
 	} else {
 		if (args == 2)
 			buf_puts(&body, argv[optind + 1]);
-		status = args == 2 ? (buf_failed(&body) ? no_memory() : CLI_EXIT_OK)
+		status = args == 2 ? (buf_failed(&body) ? cli_no_memory() : CLI_EXIT_OK)
 				   : read_all(in, file ? file : "standard input",
 					      IMAPQ_HTTP_MAX_BODY, &body);
 		struct api_call *call = NULL;
@@ -261,28 +247,16 @@ int cli_cmd_enqueue(struct cli *cli, int argc, char **argv)
 	return status;
 }
 
-/* Prints the jobs of a claim reply, each as a line about it and its body. */
-static void print_claimed(struct api_call *call)
+/* Prints one claimed job as a line about it and its body. */
+static void print_claimed(void *ctx, const cJSON *msg, const char *reply,
+			  const struct rawjson_span *span)
 {
-	size_t len;
-	const char *text = api_call_body(call, &len);
-	const cJSON *list = cJSON_GetObjectItemCaseSensitive(api_call_json(call), "messages");
-	struct rawjson_span spans[IMAPQ_HTTP_MAX_CLAIM];
-	size_t n = 0;
-	if (rawjson_message_bodies(text, len, spans, IMAPQ_HTTP_MAX_CLAIM, &n) != IMAPQ_OK)
-		n = 0;
-	size_t i = 0;
-	const cJSON *msg;
-	cJSON_ArrayForEach(msg, list)
-	{
-		char a[32], b[32], c[64], d[64];
-		printf("job %s attempt %s receipt %s lease until %s\n",
-		       out_field(msg, "id", a, sizeof a), out_field(msg, "attempts", b, sizeof b),
-		       out_field(msg, "receipt", c, sizeof c),
-		       out_field(msg, "lease_until", d, sizeof d));
-		out_job_body(stdout, msg, text, i < n ? &spans[i] : NULL);
-		i++;
-	}
+	(void)ctx;
+	char a[32], b[32], c[64], d[64];
+	printf("job %s attempt %s receipt %s lease until %s\n", out_field(msg, "id", a, sizeof a),
+	       out_field(msg, "attempts", b, sizeof b), out_field(msg, "receipt", c, sizeof c),
+	       out_field(msg, "lease_until", d, sizeof d));
+	out_job_body(stdout, msg, reply, span);
 }
 
 static const char claim_help[] =
@@ -318,10 +292,9 @@ int cli_cmd_claim(struct cli *cli, int argc, char **argv)
 		if (!ok)
 			return CLI_EXIT_USAGE;
 	}
-	if (help)
-		return print_help(claim_help);
-	if (argc - optind != 1)
-		return cli_usage_error(argv[0], "expects one QUEUE");
+	int status = cli_operands(argc, argv, help, claim_help, 1, 1, "expects one QUEUE");
+	if (status >= 0)
+		return status;
 	const char *queue = argv[optind];
 	if (cli_resolve(cli) != IMAPQ_OK)
 		return CLI_EXIT_ERROR;
@@ -331,15 +304,12 @@ int cli_cmd_claim(struct cli *cli, int argc, char **argv)
 	    (lease && cJSON_AddNumberToObject(body, "lease", (double)lease) == NULL) ||
 	    (wait && cJSON_AddNumberToObject(body, "wait", (double)wait) == NULL)) {
 		cJSON_Delete(body);
-		return no_memory();
+		return cli_no_memory();
 	}
-	char *path = api_queue_path(queue, "/claims");
-	struct api_call *call = NULL;
-	int status = path ? out_request(cli, "POST", path, body,
-					(long)wait + IMAPQ_CLI_REQUEST_TIMEOUT_S, &call)
-			  : no_memory();
+	struct api_call *call;
+	status = out_queue_request(cli, "POST", queue, "/claims", body,
+				   (long)wait + IMAPQ_CLI_REQUEST_TIMEOUT_S, &call);
 	cJSON_Delete(body);
-	free(path);
 	if (status != CLI_EXIT_OK)
 		return status;
 	const cJSON *list = cJSON_GetObjectItemCaseSensitive(api_call_json(call), "messages");
@@ -355,7 +325,7 @@ int cli_cmd_claim(struct cli *cli, int argc, char **argv)
 	} else if (cli->json) {
 		out_raw(call);
 	} else {
-		print_claimed(call);
+		out_each_message(call, list, print_claimed, NULL);
 	}
 	api_call_destroy(&call);
 	return status;
@@ -391,10 +361,9 @@ static int job_step(struct cli *cli, int argc, char **argv, const struct job_ste
 			return CLI_EXIT_USAGE;
 		given = true;
 	}
-	if (help)
-		return print_help(step->help);
-	if (argc - optind != 3)
-		return cli_usage_error(argv[0], "expects QUEUE ID RECEIPT");
+	int status = cli_operands(argc, argv, help, step->help, 3, 3, "expects QUEUE ID RECEIPT");
+	if (status >= 0)
+		return status;
 	const char *queue = argv[optind];
 	const char *id = argv[optind + 1];
 	const char *receipt = argv[optind + 2];
@@ -408,16 +377,14 @@ static int job_step(struct cli *cli, int argc, char **argv, const struct job_ste
 	if (body == NULL || cJSON_AddStringToObject(body, "receipt", receipt) == NULL ||
 	    (given && cJSON_AddNumberToObject(body, step->field, (double)value) == NULL)) {
 		cJSON_Delete(body);
-		return no_memory();
+		return cli_no_memory();
 	}
 	char suffix[64];
 	snprintf(suffix, sizeof suffix, "/messages/%s/%s", id, step->verb);
-	char *path = api_queue_path(queue, suffix);
-	struct api_call *call = NULL;
-	int status = path ? out_request(cli, "POST", path, body, IMAPQ_CLI_REQUEST_TIMEOUT_S, &call)
-			  : no_memory();
+	struct api_call *call;
+	status =
+	    out_queue_request(cli, "POST", queue, suffix, body, IMAPQ_CLI_REQUEST_TIMEOUT_S, &call);
 	cJSON_Delete(body);
-	free(path);
 	if (status != CLI_EXIT_OK)
 		return status;
 	char a[64], b[64];

@@ -18,14 +18,11 @@ static int parse_simple(struct cli *cli, int argc, char **argv, const char *help
 	int opt = cli_getopt(cli, argc, argv, "h", opts, &show_help);
 	if (opt != -1)
 		return cli_usage_error(argv[0], "bad option");
-	if (show_help) {
-		fputs(help, stdout);
-		fputs(cli_common_help, stdout);
-		return CLI_EXIT_OK;
-	}
 	int want = want_queue ? 1 : 0;
-	if (argc - optind != want)
-		return cli_usage_error(argv[0], want ? "expects one QUEUE" : "takes no arguments");
+	int status = cli_operands(argc, argv, show_help, help, want, want,
+				  want ? "expects one QUEUE" : "takes no arguments");
+	if (status >= 0)
+		return status;
 	if (want_queue)
 		*queue_r = argv[optind];
 	if (cli_resolve(cli) != IMAPQ_OK)
@@ -37,14 +34,8 @@ static int parse_simple(struct cli *cli, int argc, char **argv, const char *help
 static int queue_request(struct cli *cli, const char *method, const char *queue, const char *suffix,
 			 const cJSON *body, struct api_call **call_r)
 {
-	char *path = api_queue_path(queue, suffix);
-	if (path == NULL) {
-		fprintf(stderr, "imapq: out of memory\n");
-		return CLI_EXIT_ERROR;
-	}
-	int status = out_request(cli, method, path, body, IMAPQ_CLI_REQUEST_TIMEOUT_S, call_r);
-	free(path);
-	return status;
+	return out_queue_request(cli, method, queue, suffix, body, IMAPQ_CLI_REQUEST_TIMEOUT_S,
+				 call_r);
 }
 
 static const char queues_help[] = "Usage: imapq queues [OPTION]...\n"
@@ -182,13 +173,9 @@ int cli_cmd_create(struct cli *cli, int argc, char **argv)
 			return CLI_EXIT_USAGE;
 		given[i] = true;
 	}
-	if (help) {
-		fputs(create_help, stdout);
-		fputs(cli_common_help, stdout);
-		return CLI_EXIT_OK;
-	}
-	if (argc - optind != 1)
-		return cli_usage_error(argv[0], "expects one QUEUE");
+	int status = cli_operands(argc, argv, help, create_help, 1, 1, "expects one QUEUE");
+	if (status >= 0)
+		return status;
 	const char *queue = argv[optind];
 	if (cli_resolve(cli) != IMAPQ_OK)
 		return CLI_EXIT_ERROR;
@@ -201,12 +188,10 @@ int cli_cmd_create(struct cli *cli, int argc, char **argv)
 			body = NULL;
 		}
 	}
-	if (body == NULL) {
-		fprintf(stderr, "imapq: out of memory\n");
-		return CLI_EXIT_ERROR;
-	}
+	if (body == NULL)
+		return cli_no_memory();
 	struct api_call *call;
-	int status = queue_request(cli, "PUT", queue, "", body, &call);
+	status = queue_request(cli, "PUT", queue, "", body, &call);
 	cJSON_Delete(body);
 	if (status != CLI_EXIT_OK)
 		return status;

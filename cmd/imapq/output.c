@@ -10,10 +10,8 @@ int out_request_raw(struct cli *cli, const char *method, const char *path, const
 {
 	struct api_call *call;
 	*call_r = NULL;
-	if (api_call_create(cli, method, path, body, len, ctype, timeout_s, &call) != IMAPQ_OK) {
-		fprintf(stderr, "imapq: out of memory\n");
-		return CLI_EXIT_ERROR;
-	}
+	if (api_call_create(cli, method, path, body, len, ctype, timeout_s, &call) != IMAPQ_OK)
+		return cli_no_memory();
 	char text[1024];
 	if (api_call_perform(call) != IMAPQ_OK) {
 		api_call_error(call, text, sizeof text);
@@ -40,13 +38,23 @@ int out_request(struct cli *cli, const char *method, const char *path, const cJS
 	if (obj == NULL)
 		return out_request_raw(cli, method, path, NULL, 0, NULL, timeout_s, call_r);
 	char *text = cJSON_PrintUnformatted(obj);
-	if (text == NULL) {
-		fprintf(stderr, "imapq: out of memory\n");
-		return CLI_EXIT_ERROR;
-	}
+	if (text == NULL)
+		return cli_no_memory();
 	int status = out_request_raw(cli, method, path, text, strlen(text), "application/json",
 				     timeout_s, call_r);
 	cJSON_free(text);
+	return status;
+}
+
+int out_queue_request(struct cli *cli, const char *method, const char *queue, const char *suffix,
+		      const cJSON *obj, long timeout_s, struct api_call **call_r)
+{
+	*call_r = NULL;
+	char *path = api_queue_path(queue, suffix);
+	if (path == NULL)
+		return cli_no_memory();
+	int status = out_request(cli, method, path, obj, timeout_s, call_r);
+	free(path);
 	return status;
 }
 
@@ -84,6 +92,28 @@ const char *out_field(const cJSON *obj, const char *key, char *scratch, size_t c
 	if (cJSON_IsBool(item))
 		return cJSON_IsTrue(item) ? "true" : "false";
 	return "-";
+}
+
+void out_each_message(struct api_call *call, const cJSON *list, out_message_fn *fn, void *ctx)
+{
+	int count = cJSON_GetArraySize(list);
+	if (count <= 0)
+		return;
+	size_t len;
+	const char *text = api_call_body(call, &len);
+	struct rawjson_span *spans = calloc((size_t)count, sizeof *spans);
+	size_t n = 0;
+	if (spans == NULL ||
+	    rawjson_message_bodies(text, len, spans, (size_t)count, &n) != IMAPQ_OK)
+		n = 0;
+	size_t i = 0;
+	const cJSON *msg;
+	cJSON_ArrayForEach(msg, list)
+	{
+		fn(ctx, msg, text, i < n ? &spans[i] : NULL);
+		i++;
+	}
+	free(spans);
 }
 
 void out_job_body(FILE *f, const cJSON *msg, const char *reply, const struct rawjson_span *span)

@@ -78,6 +78,12 @@ static void stop(struct work *w, int status)
 	w->exit_status = status;
 }
 
+static void start_job(void *ctx, const cJSON *msg, const char *reply,
+		      const struct rawjson_span *span)
+{
+	work_job_start(ctx, msg, reply, span);
+}
+
 /* Handles the claim's reply: a job per message, or a pause after a failure. */
 static void claim_done(struct work *w, bool ok)
 {
@@ -103,20 +109,8 @@ static void claim_done(struct work *w, bool ok)
 		return;
 	}
 	w->claim_failures = 0;
-	size_t len;
-	const char *text = api_call_body(call, &len);
 	const cJSON *list = cJSON_GetObjectItemCaseSensitive(api_call_json(call), "messages");
-	struct rawjson_span spans[IMAPQ_HTTP_MAX_CLAIM];
-	size_t n = 0;
-	if (rawjson_message_bodies(text, len, spans, IMAPQ_HTTP_MAX_CLAIM, &n) != IMAPQ_OK)
-		n = 0;
-	size_t i = 0;
-	const cJSON *msg;
-	cJSON_ArrayForEach(msg, list)
-	{
-		work_job_start(w, msg, text, i < n ? &spans[i] : NULL);
-		i++;
-	}
+	out_each_message(call, list, start_job, w);
 	api_call_destroy(&call);
 }
 
@@ -253,14 +247,11 @@ static void run(struct work *w, int sigfd)
  * queue exists before anything is claimed. */
 static int load_settings(struct work *w, bool lease_given)
 {
-	char *path = api_queue_path(w->opt.queue, "");
-	if (path == NULL)
-		return CLI_EXIT_ERROR;
 	struct cli quiet = *w->cli;
 	quiet.json = false;
 	struct api_call *call;
-	int status = out_request(&quiet, "GET", path, NULL, IMAPQ_CLI_REQUEST_TIMEOUT_S, &call);
-	free(path);
+	int status = out_queue_request(&quiet, "GET", w->opt.queue, "", NULL,
+				       IMAPQ_CLI_REQUEST_TIMEOUT_S, &call);
 	if (status != CLI_EXIT_OK)
 		return status;
 	const cJSON *settings = cJSON_GetObjectItemCaseSensitive(api_call_json(call), "settings");
@@ -342,11 +333,8 @@ int cli_cmd_work(struct cli *cli, int argc, char **argv)
 		if (!ok)
 			return CLI_EXIT_USAGE;
 	}
-	if (help) {
-		fputs(work_help, stdout);
-		fputs(cli_common_help, stdout);
-		return CLI_EXIT_OK;
-	}
+	if (help)
+		return cli_print_help(work_help);
 	if (w.opt.queue == NULL)
 		return cli_usage_error(argv[0], "--queue is required");
 	if (optind >= argc)

@@ -187,22 +187,34 @@ imapq_err client_submit(struct client *c, const struct client_part *parts, size_
 	return IMAPQ_OK;
 }
 
+/* Formats a command's text into a single text part; *text_r is the malloc'd text, which the
+ * caller frees once the part is queued. IMAPQ_E_NOMEM when formatting fails. */
+__attribute__((format(printf, 3, 0))) static imapq_err
+format_part(struct client_part *part, char **text_r, const char *fmt, va_list ap)
+{
+	char *text = NULL;
+	int n = vasprintf(&text, fmt, ap);
+
+	if (n < 0)
+		return IMAPQ_E_NOMEM;
+	*part = (struct client_part){.type = CLIENT_PART_TEXT, .data = text, .len = (size_t)n};
+	*text_r = text;
+	return IMAPQ_OK;
+}
+
 imapq_err client_submitf(struct client *c, client_done_fn *done, void *ctx, unsigned *tag_r,
 			 const char *fmt, ...)
 {
-	struct client_part part = {.type = CLIENT_PART_TEXT};
+	struct client_part part;
 	va_list ap;
-	char *text = NULL;
-	int n;
+	char *text;
 	imapq_err err;
 
 	va_start(ap, fmt);
-	n = vasprintf(&text, fmt, ap);
+	err = format_part(&part, &text, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return IMAPQ_E_NOMEM;
-	part.data = text;
-	part.len = (size_t)n;
+	if (err != IMAPQ_OK)
+		return err;
 	err = client_submit(c, &part, 1, done, ctx, tag_r);
 	free(text);
 	return err;
@@ -522,21 +534,18 @@ imapq_err client_cmd_parts(struct client *c, client_response_fn *fn, void *ctx,
 
 imapq_err client_cmdf(struct client *c, client_response_fn *fn, void *ctx, const char *fmt, ...)
 {
-	struct client_part part = {.type = CLIENT_PART_TEXT};
+	struct client_part part;
 	va_list ap;
-	char *text = NULL;
-	int n;
+	char *text;
 	imapq_err err;
 
 	if (c->broken != IMAPQ_OK)
 		return c->broken;
 	va_start(ap, fmt);
-	n = vasprintf(&text, fmt, ap);
+	err = format_part(&part, &text, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return IMAPQ_E_NOMEM;
-	part.data = text;
-	part.len = (size_t)n;
+	if (err != IMAPQ_OK)
+		return err;
 	err = client_cmd_parts(c, fn, ctx, &part, 1);
 	free(text);
 	return err;

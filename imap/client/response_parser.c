@@ -208,30 +208,31 @@ static imapq_err resp_read_quoted(struct client_parser *p, struct resp_cursor *c
 	return IMAPQ_OK;
 }
 
-static imapq_err resp_read_list(struct client_parser *p, struct resp_cursor *cur, unsigned depth,
-				struct client_value *v)
+/* Reads values separated by spaces, each at depth, into an array in the parser's arena: up to the
+ * end of cur, or when in_list up to and past the ')' that closes a list whose '(' is consumed. */
+static imapq_err resp_read_items(struct client_parser *p, struct resp_cursor *cur, unsigned depth,
+				 bool in_list, const struct client_value **items_r, size_t *count_r)
 {
 	struct client_value *items = NULL, *copy;
 	size_t n = 0, cap = 0;
 	imapq_err err = IMAPQ_OK;
 
-	if (depth >= IMAPQ_CLIENT_MAX_NESTING)
-		return resp_fail(p, IMAPQ_E_TOOBIG, "lists nest too deeply");
-	cur->p++;
 	for (;;) {
 		struct client_value item;
 
 		while (cur->p < cur->end && *cur->p == ' ')
 			cur->p++;
 		if (cur->p >= cur->end) {
+			if (!in_list)
+				break;
 			err = resp_fail(p, IMAPQ_E_INVALID, "unterminated list");
 			goto out;
 		}
-		if (*cur->p == ')') {
+		if (in_list && *cur->p == ')') {
 			cur->p++;
 			break;
 		}
-		err = resp_read_value(p, cur, depth + 1, &item);
+		err = resp_read_value(p, cur, depth, &item);
 		if (err != IMAPQ_OK)
 			goto out;
 		if (!vec_push((void **)&items, &n, &cap, sizeof(item), &item)) {
@@ -246,11 +247,24 @@ static imapq_err resp_read_list(struct client_parser *p, struct resp_cursor *cur
 	}
 	if (n > 0)
 		memcpy(copy, items, n * sizeof(*copy));
-	v->type = CLIENT_VALUE_LIST;
-	v->items = copy;
-	v->count = n;
+	*items_r = copy;
+	*count_r = n;
 out:
 	free(items);
+	return err;
+}
+
+static imapq_err resp_read_list(struct client_parser *p, struct resp_cursor *cur, unsigned depth,
+				struct client_value *v)
+{
+	imapq_err err;
+
+	if (depth >= IMAPQ_CLIENT_MAX_NESTING)
+		return resp_fail(p, IMAPQ_E_TOOBIG, "lists nest too deeply");
+	cur->p++;
+	err = resp_read_items(p, cur, depth + 1, true, &v->items, &v->count);
+	if (err == IMAPQ_OK)
+		v->type = CLIENT_VALUE_LIST;
 	return err;
 }
 
@@ -308,37 +322,7 @@ imapq_err resp_read_value(struct client_parser *p, struct resp_cursor *cur, unsi
 imapq_err resp_read_values(struct client_parser *p, struct resp_cursor *cur,
 			   const struct client_value **values_r, size_t *count_r)
 {
-	struct client_value *items = NULL, *copy;
-	size_t n = 0, cap = 0;
-	imapq_err err = IMAPQ_OK;
-
-	for (;;) {
-		struct client_value item;
-
-		while (cur->p < cur->end && *cur->p == ' ')
-			cur->p++;
-		if (cur->p >= cur->end)
-			break;
-		err = resp_read_value(p, cur, 0, &item);
-		if (err != IMAPQ_OK)
-			goto out;
-		if (!vec_push((void **)&items, &n, &cap, sizeof(item), &item)) {
-			err = resp_fail(p, IMAPQ_E_NOMEM, "out of memory");
-			goto out;
-		}
-	}
-	copy = resp_alloc(p, n * sizeof(*copy));
-	if (copy == NULL) {
-		err = resp_fail(p, IMAPQ_E_NOMEM, "out of memory");
-		goto out;
-	}
-	if (n > 0)
-		memcpy(copy, items, n * sizeof(*copy));
-	*values_r = copy;
-	*count_r = n;
-out:
-	free(items);
-	return err;
+	return resp_read_items(p, cur, 0, false, values_r, count_r);
 }
 
 imapq_err resp_read_set(struct client_parser *p, const struct client_value *v,

@@ -77,9 +77,11 @@ imapq_err expunge_log_add(struct expunge_log *l, uint32_t uid, uint64_t modseq)
 
 	if (uid == 0 || (last != NULL && modseq < last->modseq))
 		return IMAPQ_E_INVALID;
-	if (last != NULL && last->hi != UINT32_MAX && uid == last->hi + 1) {
+	/* Only the same expunge extends a run: stretching an older run to a newer modseq would
+	 * make it answer "since" queries with UIDs expunged before them. */
+	if (last != NULL && last->hi != UINT32_MAX && uid == last->hi + 1 &&
+	    modseq == last->modseq) {
 		last->hi = uid;
-		last->modseq = modseq;
 		return IMAPQ_OK;
 	}
 	if (l->n == EXPUNGE_LOG_MAX_RUNS)

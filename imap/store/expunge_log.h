@@ -21,7 +21,8 @@ struct expunge_log *expunge_log_create(void);
 void expunge_log_destroy(struct expunge_log **l);
 
 /* Records that uid was expunged at modseq. modseq never decreases from call to call; a uid
- * following the previous run's last uid extends that run (whose modseq becomes the new one). */
+ * following the previous run's last uid at the same modseq (one expunge of several messages)
+ * extends that run, so answers above the floor stay exact. */
 imapq_err expunge_log_add(struct expunge_log *l, uint32_t uid, uint64_t modseq);
 
 /* Folds every run with modseq <= modseq into the floor. */

@@ -161,6 +161,11 @@ imapq_err store_keyword_name(struct store *s, uint32_t id, unsigned k, char *buf
 imapq_err store_append(struct store *s, uint32_t id, uint64_t flags, int64_t internaldate,
 		       const struct journal_body *body, uint32_t *uid_r, uint64_t *modseq_r,
 		       uint64_t *lsn_r);
+/* The same with a due time (seconds since the epoch, 0 for none) in the same record, so a
+ * delayed job is never seen without its not-before time. */
+imapq_err store_append_due(struct store *s, uint32_t id, uint64_t flags, uint32_t due,
+			   int64_t internaldate, const struct journal_body *body, uint32_t *uid_r,
+			   uint64_t *modseq_r, uint64_t *lsn_r);
 
 imapq_err store_message_get(struct store *s, uint32_t id, uint32_t uid, struct store_message *m_r);
 typedef void store_message_fn(void *ctx, const struct store_message *m);

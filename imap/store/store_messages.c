@@ -43,6 +43,13 @@ imapq_err store_append(struct store *s, uint32_t id, uint64_t flags, int64_t int
 		       const struct journal_body *body, uint32_t *uid_r, uint64_t *modseq_r,
 		       uint64_t *lsn_r)
 {
+	return store_append_due(s, id, flags, 0, internaldate, body, uid_r, modseq_r, lsn_r);
+}
+
+imapq_err store_append_due(struct store *s, uint32_t id, uint64_t flags, uint32_t due,
+			   int64_t internaldate, const struct journal_body *body, uint32_t *uid_r,
+			   uint64_t *modseq_r, uint64_t *lsn_r)
+{
 	if (!body)
 		return IMAPQ_E_INVALID;
 	if (body->len > IMAPQ_MAX_MESSAGE_SIZE)
@@ -62,7 +69,8 @@ imapq_err store_append(struct store *s, uint32_t id, uint64_t flags, int64_t int
 					       .uid = mb->uidnext,
 					       .modseq = mb->highestmodseq + 1,
 					       .flags = flags,
-					       .internaldate = internaldate};
+					       .internaldate = internaldate,
+					       .due = due};
 		struct store_buf b = {0};
 		uint64_t loc = 0;
 		store_rec_message_encode(&b, &rm);
@@ -76,7 +84,8 @@ imapq_err store_append(struct store *s, uint32_t id, uint64_t flags, int64_t int
 					.modseq = rm.modseq,
 					.flags = flags,
 					.loc = loc,
-					.internaldate = internaldate};
+					.internaldate = internaldate,
+					.due = due};
 			mb->uidnext++;
 			mb->highestmodseq = rm.modseq;
 			err = store_msg_add(s, mb, &m);

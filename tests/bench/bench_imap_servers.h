@@ -29,7 +29,6 @@ struct target {
 	char log[PATH_MAX + 16];
 	unsigned imap_port, http_port;
 	char user[64], password[128], token[128];
-	double floor; /* claims/s the preload of a phase is sized for at least */
 };
 
 /* Connects to the target's IMAP port and logs in; selects queue when it is not NULL. Returns

@@ -3,6 +3,7 @@
 Every integration test imports this module; the test runner passes the daemon's path as
 `--imapqd PATH` (or the IMAPQD environment variable names it).
 """
+import json
 import os
 import shutil
 import signal
@@ -11,8 +12,12 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 IMAPQD = os.environ.get("IMAPQD", "")
+# Seconds an ApiTestCase waits for a reply, a child process or a condition before it fails.
+PATIENCE = 30.0
 
 
 def take_daemon_argument():
@@ -131,6 +136,54 @@ class DaemonTestCase(unittest.TestCase):
         status = cls.daemon.stop()
         cls.daemon.cleanup()
         assert status == 0, "imapqd exited with %s:\n%s" % (status, cls.daemon.stderr)
+
+
+class ApiTestCase(DaemonTestCase):
+    """A DaemonTestCase that drives the daemon over its HTTP API with the demo token and waits
+    for child processes (the examples) and for conditions."""
+
+    def http(self, method, path, body=None, ctype="application/json", raw=None):
+        """One API request: body is sent as JSON, raw as the bytes it is. Returns (status,
+        parsed JSON or None)."""
+        _, _, token = self.daemon.credentials()
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.daemon.ports["http"], path),
+                                     data=data, method=method,
+                                     headers={"Authorization": "Bearer " + token,
+                                              "Content-Type": ctype})
+        try:
+            with urllib.request.urlopen(req, timeout=PATIENCE) as resp:
+                text = resp.read()
+                return resp.status, json.loads(text) if text else None
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def stats(self, queue):
+        """The "stats" object of GET /v1/queues/QUEUE, which must answer 200."""
+        status, reply = self.http("GET", "/v1/queues/" + queue)
+        self.assertEqual(status, 200, reply)
+        return reply["stats"]
+
+    def finish(self, proc):
+        """Waits for a child started with text pipes: (exit status, stdout, stderr); kills it
+        and fails when it hangs."""
+        try:
+            out, err = proc.communicate(timeout=PATIENCE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            self.fail("worker hung:\n%s\n%s" % (out, err))
+        return proc.returncode, out, err
+
+    def wait_for(self, what, check):
+        """Polls check until it returns a true value, which it returns; fails after PATIENCE."""
+        deadline = time.monotonic() + PATIENCE
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            time.sleep(0.05)
+        self.fail("timed out waiting for " + what)
 
 
 def run_imapqd(args, timeout=30):

@@ -8,55 +8,16 @@ import tempfile
 import time
 import unittest
 
+import clitools
 import harness
+from clitools import imapq_path
 
 # Seconds any single imapq run may take before the test fails.
-PATIENCE = 30.0
+PATIENCE = clitools.ImapqTestCase.patience
 
 
-def imapq_path():
-    """build/imapq sits next to the imapqd the harness was given."""
-    return os.path.join(os.path.dirname(os.path.abspath(harness.IMAPQD)), "imapq")
-
-
-class CliTestCase(harness.DaemonTestCase):
-    counter = 0
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.url = "http://127.0.0.1:%d" % cls.daemon.ports["http"]
-        cls.token = cls.daemon.credentials()[2]
-        cls.data = os.path.join(cls.daemon.data_dir, "data")
-
-    def imapq(self, *args, stdin=None, auth=True, env=None):
-        """Runs imapq with the daemon's URL and token: (exit status, stdout, stderr)."""
-        cmd = [imapq_path()]
-        if auth:
-            cmd += ["--url", self.url, "--token", self.token]
-        full_env = dict(os.environ)
-        for name in ("IMAPQ_URL", "IMAPQ_TOKEN"):
-            full_env.pop(name, None)
-        full_env.update(env or {})
-        p = subprocess.run(cmd + list(args), input=stdin, capture_output=True, text=True,
-                           timeout=PATIENCE, env=full_env, cwd=tempfile.gettempdir())
-        return p.returncode, p.stdout, p.stderr
-
-    def ok(self, *args, **kw):
-        rc, out, err = self.imapq(*args, **kw)
-        self.assertEqual(rc, 0, "imapq %s: %s%s" % (" ".join(args), out, err))
-        return out
-
-    def fails(self, status, *args, **kw):
-        rc, out, err = self.imapq(*args, **kw)
-        self.assertEqual(rc, status, "imapq %s: %s%s" % (" ".join(args), out, err))
-        return out, err
-
-    def queue(self, *settings):
-        type(self).counter += 1
-        name = "cli%d" % type(self).counter
-        self.ok("create", name, *settings)
-        return name
+class CliTestCase(clitools.ImapqTestCase):
+    prefix = "cli"
 
     def claim_json(self, queue, *extra):
         return json.loads(self.ok("--json", "claim", queue, *extra))["messages"]

@@ -10,45 +10,21 @@ import tempfile
 import time
 import unittest
 
+import clitools
 import harness
+from clitools import imapq_path
 
 # Seconds a test waits for the worker or the daemon before it fails.
 PATIENCE = 60.0
 
 
-def imapq_path():
-    """build/imapq sits next to the imapqd the harness was given."""
-    return os.path.join(os.path.dirname(os.path.abspath(harness.IMAPQD)), "imapq")
-
-
-class WorkTest(harness.DaemonTestCase):
-    counter = 0
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.url = "http://127.0.0.1:%d" % cls.daemon.ports["http"]
-        cls.token = cls.daemon.credentials()[2]
+class WorkTest(clitools.ImapqTestCase):
+    prefix = "work"
+    patience = PATIENCE
 
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="imapq-work-")
         self.addCleanup(shutil.rmtree, self.dir, True)
-
-    def imapq(self, *args, stdin=None):
-        p = subprocess.run([imapq_path(), "--url", self.url, "--token", self.token] +
-                           list(args), input=stdin, capture_output=True, text=True,
-                           timeout=PATIENCE)
-        self.assertEqual(p.returncode, 0, "imapq %s: %s%s" % (args, p.stdout, p.stderr))
-        return p.stdout
-
-    def queue(self, *settings):
-        type(self).counter += 1
-        name = "work%d" % type(self).counter
-        self.imapq("create", name, *settings)
-        return name
-
-    def stats(self, queue):
-        return json.loads(self.imapq("--json", "stats", queue))["stats"]
 
     def script(self, text):
         """A /bin/sh command in the test's folder; $DIR names that folder."""
@@ -100,8 +76,8 @@ class WorkTest(harness.DaemonTestCase):
 
     def test_success_acks_with_body_and_environment(self):
         q = self.queue()
-        self.imapq("enqueue", q, '{"big": 12345678901234567890}')
-        self.imapq("enqueue", q, "--content-type", "text/plain", "hello")
+        self.ok("enqueue", q, '{"big": 12345678901234567890}')
+        self.ok("enqueue", q, "--content-type", "text/plain", "hello")
         cmd = self.script('cat > "$DIR/body.$IMAPQ_JOB_ID"\n'
                           'env | grep ^IMAPQ_ | sort > "$DIR/env.$IMAPQ_JOB_ID"\n'
                           'echo "$@" > "$DIR/args.$IMAPQ_JOB_ID"')
@@ -130,8 +106,8 @@ class WorkTest(harness.DaemonTestCase):
 
     def test_failure_retries_with_backoff_then_dead_letters(self):
         q = self.queue("--max-attempts", "3")
-        self.imapq("enqueue", q, "always fails")
-        self.imapq("enqueue", q, "fails once")
+        self.ok("enqueue", q, "always fails")
+        self.ok("enqueue", q, "fails once")
         cmd = self.script('body=$(cat)\n'
                           'echo "$IMAPQ_JOB_ID $IMAPQ_ATTEMPTS $(date +%s.%N)" >> "$DIR/runs"\n'
                           '[ "$body" = "fails once" ] && [ "$IMAPQ_ATTEMPTS" -ge 2 ] && exit 0\n'
@@ -146,7 +122,7 @@ class WorkTest(harness.DaemonTestCase):
         # Each retry came after its backoff delay.
         times = [float(r[2]) for r in runs if r[0] == "1"]
         self.assertGreaterEqual(times[1] - times[0], 0.9)
-        dead = json.loads(self.imapq("--json", "dead", "list", q))["messages"]
+        dead = json.loads(self.ok("--json", "dead", "list", q))["messages"]
         self.assertEqual(len(dead), 1)
         self.assertEqual(dead[0]["attempts"], 3)
         log = self.log(w)
@@ -157,7 +133,7 @@ class WorkTest(harness.DaemonTestCase):
 
     def test_command_killed_by_signal_is_a_failure(self):
         q = self.queue("--max-attempts", "2")
-        self.imapq("enqueue", q, "crash")
+        self.ok("enqueue", q, "crash")
         cmd = self.script('echo run >> "$DIR/runs"\nkill -KILL $$')
         w = self.worker(q, "--backoff", "0", "--", cmd)
         self.wait_for("a dead letter", lambda: self.stats(q)["dead"] == 1, w)
@@ -169,7 +145,7 @@ class WorkTest(harness.DaemonTestCase):
 
     def test_lease_is_extended_for_a_long_job(self):
         q = self.queue("--lease", "2")
-        self.imapq("enqueue", q, "slow")
+        self.ok("enqueue", q, "slow")
         cmd = self.script('echo "$IMAPQ_JOB_ID" >> "$DIR/runs"\nsleep 5')
         w = self.worker(q, "--", cmd)
         # A second worker would get the job the moment its lease lapsed.
@@ -188,7 +164,7 @@ class WorkTest(harness.DaemonTestCase):
 
     def test_sigterm_drains_running_jobs(self):
         q = self.queue()
-        self.imapq("enqueue", q, "--lines", stdin="a\nb\nc\n")
+        self.ok("enqueue", q, "--lines", stdin="a\nb\nc\n")
         cmd = self.script('echo "start $IMAPQ_JOB_ID" >> "$DIR/runs"\nsleep 2\n'
                           'echo "end $IMAPQ_JOB_ID" >> "$DIR/runs"')
         w = self.worker(q, "--concurrency", "2", "--", cmd)
@@ -204,7 +180,7 @@ class WorkTest(harness.DaemonTestCase):
 
     def test_second_signal_kills_and_releases(self):
         q = self.queue()
-        self.imapq("enqueue", q, "long")
+        self.ok("enqueue", q, "long")
         cmd = self.script('echo "$$" >> "$DIR/runs"\nsleep 30')
         w = self.worker(q, "--", cmd)
         self.wait_for("the job to start", lambda: len(self.lines("runs")) == 1, w)
@@ -223,7 +199,7 @@ class WorkTest(harness.DaemonTestCase):
 
     def test_concurrency_four_drains_fifty_jobs_exactly_once(self):
         q = self.queue()
-        self.imapq("enqueue", q, "--lines", stdin="".join("job %d\n" % i for i in range(50)))
+        self.ok("enqueue", q, "--lines", stdin="".join("job %d\n" % i for i in range(50)))
         cmd = self.script('body=$(cat)\necho "$IMAPQ_JOB_ID $body" >> "$DIR/runs"\n'
                           'touch "$DIR/running.$IMAPQ_JOB_ID"\n'
                           'ls "$DIR" | grep -c "^running\\." >> "$DIR/concurrent"\n'
@@ -244,7 +220,7 @@ class WorkTest(harness.DaemonTestCase):
 
     def test_missing_command_releases_the_job_and_fails(self):
         q = self.queue()
-        self.imapq("enqueue", q, "x")
+        self.ok("enqueue", q, "x")
         w = self.worker(q, "--", os.path.join(self.dir, "no-such-command"))
         self.assertEqual(w.wait(PATIENCE), 1, self.log(w))
         self.assertIn("cannot run", self.log(w))

@@ -3,19 +3,16 @@ drains jobs enqueued over IMAP and HTTP and acks them, releases a failing job un
 dead-letters after max attempts, wakes from IDLE for new work, honours --max-jobs, stops cleanly
 on SIGTERM and reports a refused login."""
 import imaplib
-import json
 import os
 import re
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 
 import harness
 
 # Seconds a test waits for the daemon or a worker before it fails.
-PATIENCE = 30.0
+PATIENCE = harness.PATIENCE
 
 
 def worker_path():
@@ -23,27 +20,7 @@ def worker_path():
     return os.path.join(os.path.dirname(os.path.abspath(harness.IMAPQD)), "examples", "worker")
 
 
-class ExampleWorkerCTest(harness.DaemonTestCase):
-
-    def http(self, method, path, body=None, ctype="application/json", raw=None):
-        """One API request with the demo token: (status, parsed JSON or None)."""
-        _, _, token = self.daemon.credentials()
-        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.daemon.ports["http"], path),
-                                     data=data, method=method,
-                                     headers={"Authorization": "Bearer " + token,
-                                              "Content-Type": ctype})
-        try:
-            with urllib.request.urlopen(req, timeout=PATIENCE) as resp:
-                text = resp.read()
-                return resp.status, json.loads(text) if text else None
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
-
-    def stats(self, queue):
-        status, reply = self.http("GET", "/v1/queues/" + queue)
-        self.assertEqual(status, 200, reply)
-        return reply["stats"]
+class ExampleWorkerCTest(harness.ApiTestCase):
 
     def worker(self, queue, *extra, password=None):
         user, pw, _ = self.daemon.credentials()
@@ -51,25 +28,6 @@ class ExampleWorkerCTest(harness.DaemonTestCase):
                                  "--port", str(self.daemon.ports["imap"]), "--user", user,
                                  "--password", password or pw, "--queue", queue] + list(extra),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def finish(self, proc):
-        """Waits for a worker: (exit status, stdout, stderr); kills it when it hangs."""
-        try:
-            out, err = proc.communicate(timeout=PATIENCE)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            self.fail("worker hung:\n%s\n%s" % (out, err))
-        return proc.returncode, out, err
-
-    def wait_for(self, what, check):
-        deadline = time.monotonic() + PATIENCE
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(0.05)
-        self.fail("timed out waiting for " + what)
 
     def append(self, queue, text):
         """Enqueues one job over IMAP: its UID."""

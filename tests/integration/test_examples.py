@@ -1,7 +1,6 @@
 """The programs in examples/ against a real imapqd: curl.sh's walk through the HTTP API, and two
 worker.py processes sharing one queue over IMAP (exactly-once acks, releases, dead letters,
 IDLE wake-ups, --once, --max-jobs and a clean exit on SIGTERM)."""
-import json
 import os
 import re
 import shutil
@@ -10,8 +9,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
 import harness
 
@@ -20,30 +17,10 @@ EXAMPLES = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file_
 CURL_SH = os.path.join(EXAMPLES, "curl.sh")
 WORKER = os.path.join(EXAMPLES, "worker.py")
 # Seconds a test waits for the daemon or a worker before it fails.
-PATIENCE = 30.0
+PATIENCE = harness.PATIENCE
 
 
-class ExamplesTest(harness.DaemonTestCase):
-
-    def http(self, method, path, body=None, ctype="application/json"):
-        """One API request with the demo token: (status, parsed JSON or None)."""
-        _, _, token = self.daemon.credentials()
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.daemon.ports["http"], path),
-                                     data=data, method=method,
-                                     headers={"Authorization": "Bearer " + token,
-                                              "Content-Type": ctype})
-        try:
-            with urllib.request.urlopen(req, timeout=PATIENCE) as resp:
-                raw = resp.read()
-                return resp.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
-
-    def stats(self, queue):
-        status, reply = self.http("GET", "/v1/queues/" + queue)
-        self.assertEqual(status, 200, reply)
-        return reply["stats"]
+class ExamplesTest(harness.ApiTestCase):
 
     def peek(self, queue, state):
         status, reply = self.http("GET", "/v1/queues/%s/messages?state=%s&limit=1000&body=true" %
@@ -59,24 +36,10 @@ class ExamplesTest(harness.DaemonTestCase):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def finish(self, proc):
-        """Waits for a worker: (exit status, stdout); kills it when it hangs."""
-        try:
-            out, err = proc.communicate(timeout=PATIENCE)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            self.fail("worker hung:\n%s\n%s" % (out, err))
+        """Waits for a worker, which must write nothing on stderr: (exit status, stdout)."""
+        status, out, err = super().finish(proc)
         self.assertEqual(err, "", out)
-        return proc.returncode, out
-
-    def wait_for(self, what, check):
-        deadline = time.monotonic() + PATIENCE
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(0.1)
-        self.fail("timed out waiting for " + what)
+        return status, out
 
     def run_curl_sh(self, *args, cwd=None):
         return subprocess.run(["bash", CURL_SH] + list(args), capture_output=True, text=True,

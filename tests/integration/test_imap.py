@@ -368,6 +368,38 @@ class Sync(ImapTestCase):
         a.close()
         setup.logout()
 
+    def test_expunges_before_select_are_not_reported_again(self):
+        """Acks expunge one job at a time, neighbours of earlier expunges: a session selected
+        after some of them hears of exactly the later ones, with the right numbers."""
+        setup = self.fresh_mailbox("acks")
+        for i in range(10):
+            setup.append("acks", None, None, message(i))
+        setup.select("acks")
+        setup.uid("STORE", "1:5", "+FLAGS.SILENT", "(\\Deleted)")
+        setup.expunge()
+        plain = self.daemon.raw()
+        untagged, _ = plain.command("SELECT acks")
+        self.assertIn("* 5 EXISTS", untagged)
+        resync = self.daemon.raw()
+        resync.command("ENABLE QRESYNC")
+        resync.command("SELECT acks")
+        for uid in (6, 7):
+            setup.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Deleted)")
+            setup.uid("EXPUNGE", str(uid))
+        untagged, _ = plain.command("NOOP")
+        self.assertEqual([u for u in untagged if "EXPUNGE" in u],
+                         ["* 2 EXPUNGE", "* 1 EXPUNGE"])
+        untagged, _ = resync.command("NOOP")
+        self.assertEqual([u for u in untagged if "VANISHED" in u], ["* VANISHED 6:7"])
+        untagged, _ = plain.command("UID STORE 8 +FLAGS.SILENT (\\Deleted)")
+        untagged, _ = plain.command("UID EXPUNGE 8")
+        self.assertEqual(untagged, ["* 1 EXPUNGE"])
+        untagged, _ = plain.command("FETCH 1:* (UID)")
+        self.assertEqual(len(untagged), 2)
+        plain.close()
+        resync.close()
+        setup.logout()
+
     def test_idle_wakes_within_a_second(self):
         setup = self.fresh_mailbox("idle")
         c = self.daemon.raw()

@@ -81,7 +81,8 @@ static void check_since(const struct expunge_log *l, const struct history *h, ui
 	free(a.uids);
 }
 
-/* Consecutive UIDs extend one run, and its modseq becomes the newest. */
+/* Consecutive UIDs of one expunge (one modseq) extend one run; a later expunge of the next UID
+ * starts its own run, so no answer reports a UID expunged at or before since. */
 static void test_runs_extend(void **state)
 {
 	struct expunge_log *l = expunge_log_create();
@@ -90,21 +91,24 @@ static void test_runs_extend(void **state)
 	(void)state;
 	h.expunged_at = calloc(h.cap + 1, sizeof(uint64_t));
 	for (uint32_t u = 10; u <= 20; u++) {
-		assert_int_equal(expunge_log_add(l, u, 100 + u), IMAPQ_OK);
-		h.expunged_at[u] = 100 + u;
+		assert_int_equal(expunge_log_add(l, u, 120), IMAPQ_OK);
+		h.expunged_at[u] = 120;
 	}
 	assert_int_equal(expunge_log_runs(l), 1);
+	assert_int_equal(expunge_log_add(l, 21, 130), IMAPQ_OK);
+	h.expunged_at[21] = 130;
+	assert_int_equal(expunge_log_runs(l), 2);
 	assert_int_equal(expunge_log_add(l, 30, 200), IMAPQ_OK);
 	h.expunged_at[30] = 200;
-	assert_int_equal(expunge_log_runs(l), 2);
-	/* The run 10..20 carries modseq 120, so since 115 reports all of it (a superset). */
-	check_since(l, &h, 115, false);
-	check_since(l, &h, 120, true);
-	check_since(l, &h, 0, false);
+	assert_int_equal(expunge_log_runs(l), 3);
+	check_since(l, &h, 0, true);
+	check_since(l, &h, 119, true);
+	check_since(l, &h, 120, true); /* 21 and 30 only, not the earlier 10..20 */
+	check_since(l, &h, 130, true);
 	check_since(l, &h, 200, true);
 	assert_int_equal(expunge_log_add(l, 31, 150), IMAPQ_E_INVALID);
 	assert_int_equal(expunge_log_add(l, 0, 300), IMAPQ_E_INVALID);
-	assert_int_equal(expunge_log_runs(l), 2);
+	assert_int_equal(expunge_log_runs(l), 3);
 	assert_true(expunge_log_memory(l) > 0);
 	expunge_log_destroy(&l);
 	assert_null(l);
@@ -123,15 +127,18 @@ static void test_exact_recent(void **state)
 
 	(void)state;
 	h.expunged_at = calloc(h.cap + 1, sizeof(uint64_t));
-	/* Random UIDs, some extending the previous run: answers are complete supersets. */
+	/* Random UIDs, some following the previous one in the same expunge (same modseq):
+	 * those share a run, and every answer is exact. */
 	while (n < 1500) {
 		uint32_t u = 1 + (uint32_t)(rng_next(&s) % h.cap);
+		bool same = n > 0 && rng_next(&s) % 3 == 0;
 
-		if (n > 0 && rng_next(&s) % 3 == 0)
+		if (same)
 			u = last + 1;
 		if (u > h.cap || h.expunged_at[u] != 0)
 			continue;
-		modseq += 1 + rng_next(&s) % 3;
+		if (!same)
+			modseq += 1 + rng_next(&s) % 3;
 		assert_int_equal(expunge_log_add(l, u, modseq), IMAPQ_OK);
 		h.expunged_at[u] = modseq;
 		last = u;
@@ -139,8 +146,7 @@ static void test_exact_recent(void **state)
 	}
 	assert_true(expunge_log_runs(l) < 1500);
 	for (uint64_t since = 0; since <= modseq + 1; since += 1 + since / 50)
-		check_since(l, &h, since, false);
-	check_since(l, &h, modseq, true);
+		check_since(l, &h, since, true);
 	expunge_log_destroy(&l);
 
 	/* Even UIDs only, so no add extends a run: every answer is exact. */
@@ -176,15 +182,15 @@ static void test_merge_touching(void **state)
 	a.uids = calloc(a.cap + 1, sizeof(bool));
 	assert_int_equal(expunge_log_add(l, 50, 1), IMAPQ_OK);
 	assert_int_equal(expunge_log_add(l, 40, 2), IMAPQ_OK);
-	assert_int_equal(expunge_log_add(l, 41, 3), IMAPQ_OK); /* extends 40 */
-	assert_int_equal(expunge_log_add(l, 42, 4), IMAPQ_OK);
-	assert_int_equal(expunge_log_add(l, 43, 5), IMAPQ_OK);
+	assert_int_equal(expunge_log_add(l, 41, 2), IMAPQ_OK); /* same expunge: extends 40 */
+	assert_int_equal(expunge_log_add(l, 42, 2), IMAPQ_OK);
+	assert_int_equal(expunge_log_add(l, 43, 5), IMAPQ_OK); /* a later one: its own run */
 	assert_int_equal(expunge_log_add(l, 45, 6), IMAPQ_OK);
 	assert_int_equal(expunge_log_add(l, 44, 7), IMAPQ_OK);
 	assert_int_equal(expunge_log_add(l, 49, 8), IMAPQ_OK);
 	assert_int_equal(expunge_log_add(l, 46, 9), IMAPQ_OK);
-	assert_int_equal(expunge_log_runs(l), 6);
-	/* 40..46 is one range although it was recorded as four runs; 49..50 is another. */
+	assert_int_equal(expunge_log_runs(l), 7);
+	/* 40..46 is one range although it was recorded as five runs; 49..50 is another. */
 	assert_int_equal(expunge_log_since(l, 0, collect, &a), 0);
 	assert_int_equal(a.ranges, 2);
 	for (uint32_t u = 1; u <= a.cap; u++)
@@ -275,11 +281,11 @@ static void test_fold_and_raise_floor(void **state)
 	assert_int_equal(fm, 505);
 	assert_int_equal(fu, 998);
 	assert_int_equal(expunge_log_runs(l), 50);
-	/* Adding after a fold works and extends the newest run. */
+	/* Adding after a fold works; the next UID at a later modseq is a run of its own. */
 	assert_int_equal(expunge_log_add(l, 501, 2000), IMAPQ_OK);
-	assert_int_equal(expunge_log_runs(l), 50);
+	assert_int_equal(expunge_log_runs(l), 51);
 	h.expunged_at[501] = 2000;
-	check_since(l, &h, 1999, false); /* 500 rides along with its run */
+	check_since(l, &h, 1999, true);
 	expunge_log_fold(l, UINT64_MAX);
 	assert_int_equal(expunge_log_runs(l), 0);
 	expunge_log_floor(l, &fm, &fu);
