@@ -113,5 +113,53 @@ class ExampleWorkerCTest(harness.ApiTestCase):
         self.assertIn("usage: worker", r.stderr)
 
 
+class ExampleWorkerCTlsTest(harness.DaemonTestCase):
+    """The client library against imapqd's own TLS: implicit TLS and STARTTLS, the server's
+    certificate checked against its CA file, and refused without it."""
+
+    @classmethod
+    def setUpClass(cls):
+        from test_tls import make_pair
+        cls.certs = harness.tempfile.mkdtemp(prefix="imapq-wtls-")
+        cls.cert, key = make_pair(cls.certs, "server")
+        cls.daemon = harness.Daemon(extra_args=["--tls-cert", cls.cert, "--tls-key", key,
+                                                "--imaps", "127.0.0.1:0"]).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        harness.shutil.rmtree(cls.certs, ignore_errors=True)
+
+    def run_worker(self, port, *extra):
+        user, pw, _ = self.daemon.credentials()
+        return subprocess.run([worker_path(), "--host", "127.0.0.1", "--port", str(port),
+                               "--user", user, "--password", pw, "--queue", "tjobs", "--once"]
+                              + list(extra), capture_output=True, text=True, timeout=PATIENCE)
+
+    def enqueue(self, text):
+        m = self.daemon.imaplib()
+        try:
+            m.create("tjobs")
+            typ, data = m.append("tjobs", None, None, ("Subject: t\r\n\r\n" + text).encode())
+            self.assertEqual(typ, "OK", data)
+        finally:
+            m.logout()
+
+    def test_implicit_tls_and_starttls(self):
+        self.enqueue("over implicit TLS")
+        r = self.run_worker(self.daemon.ports["imaps"], "--tls", "--ca-file", self.cert)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(": over implicit TLS\n", r.stdout)
+        self.enqueue("after STARTTLS")
+        r = self.run_worker(self.daemon.ports["imap"], "--starttls", "--ca-file", self.cert)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(": after STARTTLS\n", r.stdout)
+
+    def test_unknown_certificate_refused(self):
+        r = self.run_worker(self.daemon.ports["imaps"], "--tls")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertNotEqual(r.stderr, "")
+
+
 if __name__ == "__main__":
     harness.main()
