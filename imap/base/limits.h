@@ -80,8 +80,15 @@
 /* --- IMAP server --- */
 /* Connections served at once: each costs a session and two buffers. */
 #define IMAPQ_MAX_CONNECTIONS 10000
+/* Connections from one client address at once: a host running many workers fits, while one
+ * address cannot take every session (and its pending output) from everyone else. Loopback peers
+ * are exempt: behind a local proxy or TLS terminator they are every client at once. */
+#define IMAPQ_MAX_CONNECTIONS_PER_ADDR 256
 /* Seconds an unauthenticated connection may stay silent: logins are quick. */
 #define IMAPQ_PREAUTH_TIMEOUT_S 60
+/* Seconds a connection may take to log in, however busy it keeps: a peer that dribbles a byte
+ * now and then would otherwise hold an unauthenticated session forever. */
+#define IMAPQ_LOGIN_DEADLINE_S 120
 /* Seconds an authenticated connection (IDLE included) may stay silent: RFC 3501 asks for at
  * least 30 minutes, and RFC 2177 clients re-issue IDLE within 29. */
 #define IMAPQ_AUTH_TIMEOUT_S (30 * 60 + 60)
@@ -90,8 +97,17 @@
 #define IMAPQ_TLS_HANDSHAKE_TIMEOUT_S 10
 /* Bytes read from a socket per round, so one busy client cannot starve the others. */
 #define IMAPQ_READ_CHUNK (64 * 1024)
-/* Output bytes a session may queue before the server stops reading its commands. */
+/* Output bytes a session may queue before the server stops reading its commands: this caps the
+ * pipelined commands read but not yet answered (a client that does not read its replies stops
+ * being read, and nothing is dropped or reordered). */
 #define IMAPQ_MAX_PENDING_OUTPUT (4 * 1024 * 1024)
+/* The same before authentication: greetings and CAPABILITY answers are small, and an anonymous
+ * peer should not make the server hold megabytes. */
+#define IMAPQ_MAX_PENDING_OUTPUT_PREAUTH (64 * 1024)
+/* Output bytes one FETCH may build before it stops with NO [LIMIT]: a command's reply is built
+ * whole before it is sent, so this bounds a session's memory at this plus one message, while
+ * FLAGS of a million messages (about 50 MB) or a few large bodies still fit in one command. */
+#define IMAPQ_MAX_COMMAND_OUTPUT (64 * 1024 * 1024)
 /* APPEND bodies up to this size are spooled in memory, larger ones in an unlinked file. */
 #define IMAPQ_SPOOL_MEMORY (256 * 1024)
 /* Failed LOGIN/AUTHENTICATE attempts before the connection is closed. */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "imap/base/limits.h"
 
@@ -140,6 +141,9 @@ unsigned access_roles(const struct access *access, const char *name)
 {
 	if (access == NULL)
 		return ACCESS_ALL;
+	/* Every spelling of INBOX is the one INBOX (RFC 3501 5.1); patterns use capitals. */
+	if (strcasecmp(name, "INBOX") == 0)
+		name = "INBOX";
 	/* "<q>/dead" is judged as "<q>": strip one suffix (never the whole name). */
 	char base[IMAPQ_MAX_MAILBOX_NAME + 1];
 	size_t len = strlen(name), slen = strlen(DEAD_SUFFIX);

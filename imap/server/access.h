@@ -4,8 +4,8 @@
  * A grant is a role, optionally limited to the mailbox names that match a pattern ("admin",
  * "consumer:jobs*"). The roles a user holds on a name are the union of the grants whose pattern
  * matches it; admin implies producer and consumer. A dead-letter mailbox "<q>/dead" is judged as
- * "<q>". A user without any role on a name cannot see it at all. An access set never changes
- * after it is built, so threads may read it concurrently. */
+ * "<q>", and any spelling of INBOX as "INBOX". A user without any role on a name cannot see it at
+ * all. An access set never changes after it is built, so threads may read it concurrently. */
 #ifndef IMAPQ_ACCESS_H
 #define IMAPQ_ACCESS_H
 

@@ -47,23 +47,38 @@ static void delay_failure(struct cmd *c)
 	c->replied = true;
 }
 
+/* Copies the first bytes of a name the client chose into out for a log line, control bytes as
+ * '?': a CR or LF would otherwise start a forged line of its own. */
+static void loggable_name(const char *name, char *out, size_t cap)
+{
+	size_t i = 0;
+	for (; name[i] != '\0' && i + 1 < cap; i++) {
+		unsigned char ch = (unsigned char)name[i];
+		out[i] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+	}
+	out[i] = '\0';
+}
+
 /* Checks the credentials and moves to the authenticated state, replying either way. */
 static void finish_login(struct cmd *c, const char *user, const char *password)
 {
 	struct session *s = c->s;
 	const struct imap_server_options *o = &s->server->opts;
 	const struct access *access = NULL;
+	char shown[65];
 	imapq_err err =
 	    o->auth != NULL ? o->auth(o->auth_ctx, user, password, &access) : IMAPQ_E_AUTH;
 	if (err == IMAPQ_E_AUTH) {
 		s->auth_failures++;
-		log_info(SERVER_LOG, "%s: login failed for '%.64s' (%u on this connection)",
-			 s->peer, user, s->auth_failures);
+		loggable_name(user, shown, sizeof shown);
+		log_info(SERVER_LOG, "%s: login failed for '%s' (%u on this connection)", s->peer,
+			 shown, s->auth_failures);
 		delay_failure(c);
 		return;
 	}
 	if (err != IMAPQ_OK) {
-		log_info(SERVER_LOG, "%s: login for '%.64s' not checked: %s", s->peer, user,
+		loggable_name(user, shown, sizeof shown);
+		log_info(SERVER_LOG, "%s: login for '%s' not checked: %s", s->peer, shown,
 			 imapq_err_message(err));
 		cmd_no(c, "UNAVAILABLE", imapq_err_message(err));
 		return;

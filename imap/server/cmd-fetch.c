@@ -8,6 +8,8 @@
 
 #include "imap/mail/mail.h"
 #include "imap/protocol/seqset.h"
+#include "imap/base/limits.h"
+#include "imap/base/log.h"
 #include "imap/base/vec.h"
 #include "imap/server/server-private.h"
 
@@ -441,10 +443,19 @@ void cmd_fetch(struct cmd *c)
 	if (err == IMAPQ_OK && l.failed)
 		err = IMAPQ_E_NOMEM;
 	bool with_modseq = since > 0;
-	for (size_t i = 0; i < l.n && err == IMAPQ_OK; i++)
-		err = fetch_one(c, &req, &l.items[i], with_modseq);
+	size_t done = 0;
+	for (; done < l.n && err == IMAPQ_OK; done++) {
+		if (buf_len(&s->out) >= IMAPQ_MAX_COMMAND_OUTPUT)
+			break;
+		err = fetch_one(c, &req, &l.items[done], with_modseq);
+	}
+	bool cut = err == IMAPQ_OK && done < l.n;
 	free(l.items);
-	if (err == IMAPQ_E_INVALID)
+	if (cut) {
+		log_info(SERVER_LOG, "%s %s: FETCH reply cut after %zu of %zu messages", s->peer,
+			 c->tag, done, l.n);
+		cmd_no(c, "LIMIT", "FETCH reply too large; fetch the rest in smaller sets");
+	} else if (err == IMAPQ_E_INVALID)
 		cmd_bad(c, "Invalid section");
 	else if (err != IMAPQ_OK)
 		cmd_fail(c, err, NULL);

@@ -157,6 +157,30 @@ static void rename_inbox(struct cmd *c, const char *to)
 	cmd_ok(c, NULL, "RENAME completed");
 }
 
+/* The children a RENAME carries along (RFC 3501 6.3.5) need admin under their old name and their
+ * new one: else a rename would move a mailbox hidden from the user to a name it can read, or put
+ * a mailbox on a name outside the user's patterns. */
+struct rename_check {
+	const struct access *access;
+	const char *from, *to;
+	size_t from_len;
+	bool denied;
+};
+
+static void rename_check_child(void *ctx, uint32_t id, const char *name)
+{
+	struct rename_check *r = ctx;
+	char renamed[2 * MAILBOX_BUF];
+	(void)id;
+	if (r->denied || strncmp(name, r->from, r->from_len) != 0 || name[r->from_len] != '/')
+		return;
+	if (snprintf(renamed, sizeof renamed, "%s%s", r->to, name + r->from_len) >=
+		(int)sizeof renamed ||
+	    access_check(r->access, name, ACCESS_ADMIN) != IMAPQ_OK ||
+	    access_check(r->access, renamed, ACCESS_ADMIN) != IMAPQ_OK)
+		r->denied = true;
+}
+
 void cmd_rename(struct cmd *c)
 {
 	uint64_t lsn; /* the reply waits for it through the session's seal */
@@ -172,6 +196,13 @@ void cmd_rename(struct cmd *c)
 		return;
 	if (strcmp(from, "INBOX") == 0) {
 		rename_inbox(c, to);
+		return;
+	}
+	struct rename_check rc = {
+	    .access = c->s->access, .from = from, .to = to, .from_len = strlen(from)};
+	store_mailbox_list(c->s->server->opts.store, rename_check_child, &rc);
+	if (rc.denied) {
+		cmd_no(c, "NOPERM", "Your roles do not allow this on a mailbox below that one");
 		return;
 	}
 	imapq_err err = store_mailbox_rename(c->s->server->opts.store, from, to, &lsn);
@@ -215,26 +246,38 @@ void cmd_unsubscribe(struct cmd *c)
 	set_subscribed(c, false);
 }
 
-/* RFC 3501 LIST wildcards: '*' matches anything, '%' anything but the separator. */
+/* RFC 3501 LIST wildcards: '*' matches anything, '%' anything but the separator. The match walks
+ * the pattern once, keeping the set of name positions reached so far: backtracking would take
+ * time exponential in the number of wildcards, and the pattern is the client's. */
 static bool list_match(const char *pattern, const char *name)
 {
-	for (;;) {
-		char p = *pattern;
-		if (p == '\0')
-			return *name == '\0';
-		if (p == '*' || p == '%') {
-			for (const char *n = name;; n++) {
-				if (list_match(pattern + 1, n))
-					return true;
-				if (*n == '\0' || (p == '%' && *n == '/'))
-					return false;
-			}
+	bool reach[IMAPQ_MAX_MAILBOX_NAME + 1];
+	size_t n = strlen(name);
+	if (n > IMAPQ_MAX_MAILBOX_NAME)
+		return false;
+	memset(reach, 0, (n + 1) * sizeof reach[0]);
+	reach[0] = true;
+	for (const char *p = pattern; *p != '\0';) {
+		if (*p == '*' || *p == '%') {
+			/* A run of wildcards acts as one '*' when it holds one, else as one '%'. */
+			bool star = false;
+			for (; *p == '*' || *p == '%'; p++)
+				star |= *p == '*';
+			for (size_t j = 1; j <= n; j++)
+				reach[j] |= reach[j - 1] && (star || name[j - 1] != '/');
+			continue;
 		}
-		if (*name == '\0' || p != *name)
+		bool any = false;
+		for (size_t j = n; j > 0; j--) {
+			reach[j] = reach[j - 1] && name[j - 1] == *p;
+			any |= reach[j];
+		}
+		reach[0] = false;
+		if (!any)
 			return false;
-		pattern++;
-		name++;
+		p++;
 	}
+	return reach[n];
 }
 
 struct list_entry {

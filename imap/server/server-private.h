@@ -79,6 +79,7 @@ struct session {
 	int fd;
 	struct loop_io *io;
 	char peer[64];
+	char addr[64]; /* the peer's address without its port, for the per-address limit */
 	bool loopback;
 	enum session_tls tls_state;
 	struct tls_conn *tls; /* set from the start of the handshake on */
@@ -100,11 +101,15 @@ struct session {
 	struct session *next_held;
 	bool closing; /* close once the output is written */
 	bool idling;
+	bool idle_owed; /* an IDLE update was put off while the output was full */
 	char idle_tag[64];
 	bool auth_pending; /* AUTHENTICATE waits for the client's response line */
 	char auth_tag[64];
 	unsigned auth_failures;
+	uint64_t connected_ms;
 	uint64_t last_active_ms;
+	uint64_t stalled_ms; /* since when output waits for a peer that reads nothing; 0: not */
+	struct loop_timer *resume; /* runs commands left in `in` once held output went out */
 	struct view view;
 	struct spool spool;
 };
@@ -161,6 +166,10 @@ void session_close_after_output(struct session *s);
 void session_destroy(struct session *s);
 /* True when a closing session has delivered everything and can be freed. */
 bool session_done(const struct session *s);
+/* Writes the address part of a peer name ("1.2.3.4:5" or "[::1]:5") into addr. */
+void session_addr_of(const char *peer, char *addr, size_t cap);
+/* Output bytes the session may hold before its input stops being read (smaller before login). */
+size_t session_output_limit(const struct session *s);
 /* Called for a new connection; with tls the session starts with a TLS handshake. */
 void session_accept(struct imap_server *server, int fd, bool tls);
 /* Ends a session at once without a farewell (a failed or stalled handshake, shutdown): pending

@@ -94,6 +94,18 @@ static void on_tick(void *arg)
 		    now - s->tls_started_ms > IMAPQ_TLS_HANDSHAKE_TIMEOUT_S * 1000) {
 			log_info(SERVER_LOG, "%s: TLS handshake timed out", s->peer);
 			session_abort(s);
+		} else if (s->stalled_ms != 0 && now - s->stalled_ms > limit * 1000) {
+			/* A peer that takes no output would hold its session and output forever. */
+			log_info(SERVER_LOG, "%s: output stalled for %llu s; closing", s->peer,
+				 (unsigned long long)limit);
+			session_abort(s);
+		} else if (!s->closing && (s->state & STATE_NOT_AUTHENTICATED) &&
+			   now - s->connected_ms > IMAPQ_LOGIN_DEADLINE_S * 1000) {
+			log_info(SERVER_LOG, "%s: no login within %u s", s->peer,
+				 (unsigned)IMAPQ_LOGIN_DEADLINE_S);
+			session_lit(s, "* BYE Autologout; no login in time\r\n");
+			session_close_after_output(s);
+			session_seal(s);
 		} else if (!s->closing && now - s->last_active_ms > limit * 1000) {
 			log_info(SERVER_LOG, "%s: idle timeout", s->peer);
 			session_lit(s, "* BYE Autologout; idle for too long\r\n");
@@ -109,6 +121,24 @@ static void on_tick(void *arg)
 			session_destroy(server->sessions);
 	}
 	loop_timer_add(server->opts.loop, SERVER_TICK_MS, on_tick, server, &server->tick);
+}
+
+/* Sessions connected from addr. A linear walk: accepting is rare next to commands, and the
+ * walk costs far less than the session it may refuse. */
+static unsigned sessions_from(const struct imap_server *server, const char *addr)
+{
+	unsigned n = 0;
+	for (const struct session *s = server->sessions; s != NULL; s = s->next)
+		n += strcmp(s->addr, addr) == 0;
+	return n;
+}
+
+/* Says why a connection is refused and closes it; the socket is new, so the line fits. */
+static void refuse(int fd, const char *line, size_t len)
+{
+	ssize_t n = write(fd, line, len);
+	(void)n;
+	close(fd);
 }
 
 /* Accepts every waiting connection. */
@@ -127,10 +157,21 @@ static void on_accept(void *arg, unsigned events)
 		}
 		if (server->shutting_down || server->nsessions >= IMAPQ_MAX_CONNECTIONS) {
 			static const char busy[] = "* BYE [UNAVAILABLE] Too many connections\r\n";
-			ssize_t n = write(fd, busy, sizeof busy - 1);
-			(void)n;
-			close(fd);
+			refuse(fd, busy, sizeof busy - 1);
 			log_warn(SERVER_LOG, "connection refused: %u sessions", server->nsessions);
+			continue;
+		}
+		char peer[64], addr[64];
+		net_peer_name(fd, peer, sizeof peer);
+		session_addr_of(peer, addr, sizeof addr);
+		/* Loopback is exempt: a local proxy brings every client from there. */
+		unsigned from = net_peer_is_loopback(fd) ? 0 : sessions_from(server, addr);
+		if (from >= IMAPQ_MAX_CONNECTIONS_PER_ADDR) {
+			static const char busy[] =
+			    "* BYE [UNAVAILABLE] Too many connections from your address\r\n";
+			refuse(fd, busy, sizeof busy - 1);
+			log_warn(SERVER_LOG, "%s: connection refused: %u sessions from %s", peer,
+				 from, addr);
 			continue;
 		}
 		session_accept(server, fd, l->tls);

@@ -46,12 +46,39 @@ void session_printf(struct session *s, const char *fmt, ...)
 	free(big);
 }
 
+size_t session_output_limit(const struct session *s)
+{
+	return (s->state & STATE_NOT_AUTHENTICATED) ? IMAPQ_MAX_PENDING_OUTPUT_PREAUTH
+						    : IMAPQ_MAX_PENDING_OUTPUT;
+}
+
+void session_addr_of(const char *peer, char *addr, size_t cap)
+{
+	const char *colon = strrchr(peer, ':');
+	size_t len = colon != NULL ? (size_t)(colon - peer) : strlen(peer);
+	if (cap == 0)
+		return;
+	if (len >= cap)
+		len = cap - 1;
+	memcpy(addr, peer, len);
+	addr[len] = '\0';
+}
+
+/* Remembers whether the peer took output: the tick ends sessions whose output stalls too long. */
+static void note_output_progress(struct session *s, size_t before)
+{
+	if (s->writable == 0)
+		s->stalled_ms = 0;
+	else if (s->writable < before || s->stalled_ms == 0)
+		s->stalled_ms = loop_now_ms(s->server->opts.loop);
+}
+
 /* Watches for input while the session reads and for output while it has bytes to send; TLS can
  * turn either around (a read that needs to write, a write that needs to read). */
 static void session_update_events(struct session *s)
 {
 	bool want_read =
-	    !s->closing && buf_len(&s->out) < IMAPQ_MAX_PENDING_OUTPUT && s->auth_delay == NULL;
+	    !s->closing && buf_len(&s->out) < session_output_limit(s) && s->auth_delay == NULL;
 	bool want_write = s->writable > 0;
 	switch (s->tls_state) {
 	case SESSION_TLS_NONE:
@@ -129,6 +156,7 @@ static void begin_starttls_handshake(struct session *s)
 
 void session_flush(struct session *s)
 {
+	size_t before = s->writable;
 	if (s->tls_state == SESSION_TLS_HANDSHAKE) {
 		/* Output queued meanwhile (the greeting) leaves once the handshake is done. */
 		session_update_events(s);
@@ -136,6 +164,7 @@ void session_flush(struct session *s)
 	}
 	if (s->tls_state == SESSION_TLS_ON) {
 		flush_tls(s);
+		note_output_progress(s, before);
 		session_update_events(s);
 		return;
 	}
@@ -151,6 +180,7 @@ void session_flush(struct session *s)
 		buf_consume(&s->out, (size_t)n);
 		s->writable -= (size_t)n;
 	}
+	note_output_progress(s, before);
 	if (s->tls_state == SESSION_TLS_STARTING && buf_len(&s->out) == 0 && !s->held)
 		begin_starttls_handshake(s);
 	session_update_events(s);
@@ -189,6 +219,16 @@ void session_seal(struct session *s)
 	session_flush(s);
 }
 
+/* Runs what waited while held output filled the session's limit: an IDLE update, commands. */
+static void resume_input(void *arg)
+{
+	struct session *s = arg;
+	s->resume = NULL;
+	if (s->idle_owed)
+		session_idle_update(s);
+	session_resume(s);
+}
+
 void session_release(struct session *s, uint64_t durable_lsn)
 {
 	if (durable_lsn < s->hold_lsn)
@@ -196,6 +236,12 @@ void session_release(struct session *s, uint64_t durable_lsn)
 	s->held = false;
 	s->writable = buf_len(&s->out);
 	session_flush(s);
+	/* Pipelined commands that stopped at the output limit get no socket event of their own
+	 * once the output is gone: run them from the loop rather than from inside this release,
+	 * which may come from a command's own seal. */
+	if ((buf_len(&s->in) > 0 || s->idle_owed) && !s->closing && s->resume == NULL &&
+	    buf_len(&s->out) < session_output_limit(s))
+		loop_timer_add(s->server->opts.loop, 0, resume_input, s, &s->resume);
 }
 
 void session_close_after_output(struct session *s)
@@ -233,6 +279,7 @@ void session_destroy(struct session *s)
 	if (s->idling)
 		server_note_idle(server, false);
 	loop_timer_cancel(&s->auth_delay);
+	loop_timer_cancel(&s->resume);
 	loop_io_remove(&s->io);
 	tls_conn_destroy(&s->tls);
 	close(s->fd);
@@ -321,7 +368,12 @@ static void reply_parse_error(struct session *s, const struct parser_error *e)
 		session_printf(s, "%s %s [%s] %s\r\n", tag, bad ? "BAD" : "NO", code, e->message);
 	else
 		session_printf(s, "%s BAD %s\r\n", tag, e->message);
-	log_debug(SERVER_LOG, "%s: %s", s->peer, e->message);
+	/* A breached limit is worth an operator's attention; plain syntax errors are not. */
+	if (e->code == IMAPQ_E_INVALID)
+		log_debug(SERVER_LOG, "%s: %s: %s", s->peer, tag, e->message);
+	else
+		log_info(SERVER_LOG, "%s: %s refused: %s%s", s->peer, tag, e->message,
+			 e->fatal ? " (closing)" : "");
 	spool_clear(&s->spool);
 }
 
@@ -368,6 +420,7 @@ static bool process_line_input(struct session *s)
 		session_auth_response(s, line, len);
 	} else {
 		s->idling = false;
+		s->idle_owed = false; /* DONE syncs the view below */
 		server_note_idle(s->server, false);
 		if (len == 4 && strncasecmp(line, "DONE", 4) == 0) {
 			if (s->state & STATE_SELECTED)
@@ -384,7 +437,7 @@ static bool process_line_input(struct session *s)
 /* Parses and runs commands from the input buffer until it is empty or output must drain. */
 static void process_input(struct session *s)
 {
-	while (buf_len(&s->in) > 0 && !s->closing && buf_len(&s->out) < IMAPQ_MAX_PENDING_OUTPUT) {
+	while (buf_len(&s->in) > 0 && !s->closing && buf_len(&s->out) < session_output_limit(s)) {
 		if (s->auth_delay != NULL)
 			return;
 		if (s->idling || s->auth_pending) {
@@ -554,6 +607,8 @@ static void on_io(void *arg, unsigned events)
 		can_read = can_write || (events & LOOP_HANGUP);
 	if (can_write)
 		session_flush(s);
+	if (s->idle_owed && !s->closing && buf_len(&s->out) < session_output_limit(s))
+		session_idle_update(s);
 	if (can_read && !s->closing && s->tls_state != SESSION_TLS_STARTING) {
 		if (!read_input(s)) {
 			/* The peer closed or failed: nothing more can reach it. */
@@ -586,6 +641,11 @@ void session_enable_condstore(struct session *s)
 void session_idle_update(struct session *s)
 {
 	if (!s->idling || !(s->state & STATE_SELECTED))
+		return;
+	/* A client that reads nothing while it idles must not make the server queue every change:
+	 * the view remembers what was reported, so one sync after the output drains catches up. */
+	s->idle_owed = buf_len(&s->out) >= session_output_limit(s);
+	if (s->idle_owed)
 		return;
 	view_sync(s, true);
 	session_seal(s);
@@ -620,8 +680,10 @@ void session_accept(struct imap_server *server, int fd, bool tls)
 	s->spool.fd = -1;
 	s->state = STATE_NOT_AUTHENTICATED;
 	net_peer_name(fd, s->peer, sizeof s->peer);
+	session_addr_of(s->peer, s->addr, sizeof s->addr);
 	s->loopback = net_peer_is_loopback(fd);
 	s->last_active_ms = loop_now_ms(server->opts.loop);
+	s->connected_ms = s->last_active_ms;
 	struct parser_limits limits = parser_limits_default(false);
 	struct parser_sink sink = {
 	    .threshold = 0, .begin = spool_begin, .data = spool_data, .end = spool_end, .ctx = s};

@@ -462,5 +462,121 @@ class StartupTest(unittest.TestCase):
         self.assertIn("no users", r.stderr)
 
 
+EDGE_USERS = {
+    "chief": ("admin", "chief-pw", "chief-token-" + "a" * 32),
+    # Admin of the queue "team" alone, and of every queue starting with "other".
+    "mover": ("admin:team,admin:other*", "mover-pw", "mover-token-" + "m" * 32),
+    # A pattern that spells "inbox" in small letters but not "INBOX".
+    "lower": ("admin:i*", "lower-pw", "lower-token-" + "l" * 32),
+    "reader": ("consumer:jobs*", "reader-pw", "reader-token-" + "r" * 32),
+}
+
+
+class PatternEdgesTest(unittest.TestCase):
+    """Paths around the patterns: RENAME carries a mailbox's children along, INBOX is
+    case-insensitive, LIST patterns are the client's, and a login name is the client's."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="imapq-edges-")
+        path = os.path.join(cls.dir, "users")
+        with open(path, "w") as f:
+            f.write(users_text(EDGE_USERS))
+        os.chmod(path, 0o600)
+        cls.daemon = harness.Daemon(extra_args=["--users", path]).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        status = cls.daemon.stop()
+        cls.daemon.cleanup()
+        harness.shutil.rmtree(cls.dir, ignore_errors=True)
+        assert status == 0, "imapqd exited with %s:\n%s" % (status, cls.daemon.stderr)
+
+    def raw(self, user):
+        from rawimap import RawImap
+        c = RawImap(self.daemon.ports["imap"])
+        self.addCleanup(c.close)
+        c.login(user, EDGE_USERS[user][1])
+        return c
+
+    def http(self, user, method, path):
+        conn = http.client.HTTPConnection("127.0.0.1", self.daemon.ports["http"], timeout=30)
+        conn.request(method, path, headers={"Authorization": "Bearer " + EDGE_USERS[user][2]})
+        resp = conn.getresponse()
+        raw = resp.read()
+        conn.close()
+        return resp.status, raw
+
+    @staticmethod
+    def names(listed):
+        return sorted(line.rsplit(" ", 1)[1].strip('"') for line in listed)
+
+    def test_rename_never_moves_a_hidden_child(self):
+        chief = self.raw("chief")
+        for name in ("team", "team/secret", "other1", "other1/x"):
+            self.assertIn(" OK ", chief.command('CREATE "%s"' % name)[1])
+        self.assertIn(" OK ", chief.command('APPEND "team/secret" {4+}\r\nx\r\n')[1])
+        mover = self.raw("mover")
+        # team/secret is hidden from mover: renaming team must not carry it to "other/secret",
+        # a name mover could then read.
+        _, tagged = mover.command('RENAME "team" "other"')
+        self.assertIn(" NO [NOPERM] ", tagged)
+        _, tagged = mover.command('SELECT "other/secret"')
+        self.assertIn(" NO [NONEXISTENT] ", tagged)
+        # Nor may a rename drop a visible child on a name outside mover's patterns.
+        _, tagged = mover.command('RENAME "other1" "team/sub"')
+        self.assertIn(" NO [NOPERM] ", tagged)
+        names = self.names(chief.command('LIST "" "*"')[0])
+        for name in ("team", "team/secret", "other1", "other1/x"):
+            self.assertIn(name, names)
+        self.assertNotIn("team/sub", names)
+        # A rename whose every mailbox stays inside the patterns still works.
+        self.assertIn(" OK ", mover.command('RENAME "other1" "other2"')[1])
+        self.assertEqual(self.names(mover.command('LIST "" "other2*"')[0]),
+                         ["other2", "other2/x"])
+
+    def test_inbox_is_judged_in_capitals_over_http(self):
+        # IMAP spells any case of INBOX as INBOX before judging it; HTTP must too.
+        lower = self.raw("lower")
+        self.assertIn(" NO [NONEXISTENT] ", lower.command('SELECT "inbox"')[1])
+        for method, tail in (("GET", ""), ("GET", "/messages"), ("POST", "/purge")):
+            status, body = self.http("lower", method, "/v1/queues/inbox" + tail)
+            self.assertEqual((status, body), self.http("lower", method,
+                                                       "/v1/queues/nosuchqueue" + tail),
+                             (method, tail))
+            self.assertEqual(status, 404, (method, tail, body))
+
+    def test_list_patterns_cost_linear_time(self):
+        chief = self.raw("chief")
+        for name in ("jobs-with-a-rather-long-name-to-match", "jobs/dead"):
+            self.assertIn(" OK ", chief.command('CREATE "%s"' % name)[1])
+        reader = self.raw("reader")
+        reader.sock.settimeout(5)
+        # Backtracking over 24 wildcards would take years; the answer must come at once.
+        listed, tagged = reader.command('LIST "" "%s"' % ("*%" * 12 + "x"))
+        self.assertIn(" OK ", tagged)
+        self.assertEqual(listed, [])
+        listed, tagged = reader.command('LIST "" "%s"' % ("j" + "*%" * 12 + "h"))
+        self.assertIn(" OK ", tagged)
+        self.assertEqual(self.names(listed), ["jobs-with-a-rather-long-name-to-match"])
+        names = self.names(reader.command('LIST "" "jobs%"')[0])
+        self.assertIn("jobs-with-a-rather-long-name-to-match", names)
+        self.assertNotIn("jobs/dead", names)
+        self.assertIn("jobs/dead", self.names(reader.command('LIST "" "jobs*"')[0]))
+        self.assertEqual(self.names(reader.command('LIST "" "%/%"')[0]), ["jobs/dead"])
+
+    def test_login_name_cannot_forge_log_lines(self):
+        from rawimap import RawImap
+        c = RawImap(self.daemon.ports["imap"])
+        self.addCleanup(c.close)
+        name = b"x\r\n2000-01-01T00:00:00.000Z info imap: 192.0.2.7:1: forged"
+        c.send(b"a LOGIN {%d+}\r\n%s nothing\r\n" % (len(name), name))
+        self.assertIn("AUTHENTICATIONFAILED", c.read_until("a")[1])
+        with open(self.daemon.err_path, errors="replace") as f:
+            lines = f.read().splitlines()
+        self.assertFalse([line for line in lines if line.startswith("2000-01-01")], lines[-5:])
+        self.assertTrue([line for line in lines if "login failed for 'x" in line], lines[-5:])
+
+
 if __name__ == "__main__":
     harness.main()
