@@ -91,11 +91,19 @@ static imapq_err open_segment(struct journal *j, uint32_t number, int *fd_r, uin
 	return IMAPQ_OK;
 }
 
-/* Offset just past the last non-zero byte of [from, size), or from when all are zero. */
+/* A block of zeros that whole blocks of a segment's tail are compared with. */
+#define ZERO_BLOCK 4096
+static const uint8_t zero_block[ZERO_BLOCK];
+
+/* Offset just past the last non-zero byte of [from, size), or from when all are zero. The
+ * preallocated tail of the newest segment is mostly zeros: whole blocks go through memcmp. */
 static size_t data_end(const uint8_t *base, size_t from, size_t size)
 {
 	size_t end = size;
 
+	while (end - from >= ZERO_BLOCK &&
+	       memcmp(base + end - ZERO_BLOCK, zero_block, ZERO_BLOCK) == 0)
+		end -= ZERO_BLOCK;
 	while (end - from >= 8) {
 		uint64_t w;
 		memcpy(&w, base + end - 8, 8);
