@@ -101,6 +101,10 @@ function commandLine(argv) {
 
 async function main() {
 	let line;
+	if (process.argv.slice(2).some((a) => a === '--help' || a === '-h')) {
+		console.log(USAGE);
+		return 0;
+	}
 	try {
 		line = commandLine(process.argv.slice(2));
 	} catch (err) {

@@ -307,6 +307,10 @@ function options(argv) {
 
 async function main() {
 	let opts;
+	if (process.argv.slice(2).some((a) => a === '--help' || a === '-h')) {
+		console.log(USAGE);
+		return 0;
+	}
 	try {
 		opts = options(process.argv.slice(2));
 	} catch (err) {
