@@ -278,8 +278,18 @@ imapq_err store_open(const struct store_options *opts, struct store_report *repo
 	pthread_mutex_unlock(&s->lock);
 	if (err == IMAPQ_OK)
 		journal_set_commit_hook(s->journal, commit_dispatch, s);
-	if (err == IMAPQ_OK && !store_mailbox_by_name(s, "INBOX"))
+	if (err == IMAPQ_OK && !store_mailbox_by_name(s, "INBOX")) {
 		err = store_mailbox_create(s, "INBOX", NULL, NULL);
+		/* Only a damaged journal can exhaust the ids or UIDVALIDITY values before INBOX
+		 * exists: the store still opens, with its other mailboxes, and says so. */
+		if (err == IMAPQ_E_LIMIT) {
+			log_warn(STORE_LOG,
+				 "%s: INBOX is missing and cannot be made: the journal "
+				 "used up the mailbox ids or UIDVALIDITY values",
+				 opts->dir);
+			err = IMAPQ_OK;
+		}
+	}
 	if (err == IMAPQ_OK && opts->auto_compact)
 		err = store_compact_start(s);
 	if (err != IMAPQ_OK) {
