@@ -10,10 +10,9 @@
 // is valid JSON is sent as application/json, any other as text/plain. Each job is printed as
 // "job UID: BODY", the UID being the job id the server reported (APPENDUID). A queue made here
 // gets the server's default settings; change them over HTTP or with SETMETADATA.
-import { realpathSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ImapFlow } from 'imapflow';
+import { errorText, isMain } from './program.js';
 
 // The job as an RFC 5322 message: a short header and the body.
 export function message(body, n) {
@@ -116,21 +115,11 @@ async function main() {
 		console.log(`enqueued ${uids.length} job${uids.length === 1 ? '' : 's'}`);
 		return 0;
 	} catch (err) {
-		const why = err.responseText ? `${err.message}: ${err.responseText}` : err.message;
-		console.error(`producer.js: ${why}`);
+		console.error(`producer.js: ${errorText(err)}`);
 		return 1;
 	}
 }
 
 // Run as a program; imported, it only exports.
-// True when Node runs this file as its program rather than importing it.
-function isMain() {
-	try {
-		return import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
-	} catch {
-		return false; // no program file: "node -e" or the REPL
-	}
-}
-
-if (isMain())
+if (isMain(import.meta.url))
 	process.exitCode = await main();

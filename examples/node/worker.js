@@ -23,10 +23,9 @@
 // go that way for smaller reasons: UID EXPUNGE (messageDelete would first store \Deleted
 // without UNCHANGEDSINCE) and the fetch of imapq's ANNOTATION entries, which imapflow's fetch
 // query does not know.
-import { realpathSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ImapFlow } from 'imapflow';
+import { errorText, isMain } from './program.js';
 
 // The lowest job that nobody holds, that is not delayed and not being deleted. imapflow
 // compiles it to "UNKEYWORD $Claimed NOT KEYWORD $Delayed UNDELETED", which imapq answers
@@ -326,22 +325,12 @@ async function main() {
 		console.log(`handled ${done} job${done === 1 ? '' : 's'}`);
 		return 0;
 	} catch (err) {
-		const why = err.responseText ? `${err.message}: ${err.responseText}` : err.message;
-		console.error(`worker.js: ${why}`);
+		console.error(`worker.js: ${errorText(err)}`);
 		worker.client.close();
 		return 1;
 	}
 }
 
 // Run as a program; imported (as the integration test does), it only exports.
-// True when Node runs this file as its program rather than importing it.
-function isMain() {
-	try {
-		return import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
-	} catch {
-		return false; // no program file: "node -e" or the REPL
-	}
-}
-
-if (isMain())
+if (isMain(import.meta.url))
 	process.exitCode = await main();
