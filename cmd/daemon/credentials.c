@@ -8,27 +8,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "imap/base/log.h"
 
-/* Fills out with url-safe base64 of n random bytes (no padding). */
+/* Fills out with n random bytes in hex: only letters and digits, so the secret never starts
+ * with '-' and passes through any command line, header or URL unchanged. */
 static bool random_text(char *out, size_t cap, size_t n)
 {
 	unsigned char raw[48];
-	unsigned char b64[72];
 	if (n > sizeof raw || RAND_bytes(raw, (int)n) != 1)
 		return false;
-	int len = EVP_EncodeBlock(b64, raw, (int)n);
-	while (len > 0 && b64[len - 1] == '=')
-		len--;
-	if ((size_t)len >= cap)
-		return false;
-	for (int i = 0; i < len; i++)
-		out[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : (char)b64[i];
-	out[len] = '\0';
-	return true;
+	bool ok = OPENSSL_buf2hexstr_ex(out, cap, NULL, raw, n, '\0') == 1;
+	OPENSSL_cleanse(raw, sizeof raw);
+	return ok;
 }
 
 /* Copies the value of "key=value" into dst when line has that key. */

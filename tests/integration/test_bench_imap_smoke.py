@@ -1,6 +1,6 @@
 """tests/bench/bench_imap.c in its smoke mode: the benchmark's own Dovecot harness, the IMAP
 client library and Dovecot must agree, and the same claim cycle must pass the exactly-once
-checks on imapqd. `bench_imap --smoke` runs every phase with 200 jobs and 1 s windows (about
+checks on imapqd. `bench_imap --smoke` runs every phase with 600 jobs and 1 s windows (about
 10 s); it exits non-zero on any functional failure. Without Dovecot the test says so and passes.
 """
 import os
@@ -49,6 +49,7 @@ class BenchImapSmokeTest(unittest.TestCase):
                               proc.stdout)
                 self.assertIn("imap.%s_conflicts_w%d" % (server, workers), figures)
         for name in ("imap.claim_ratio_vs_dovecot_w8", "imap.dovecot_double_claims",
+                     "imap.dovecot_stranded_jobs",
                      "imap.claim_p50_ms_1k", "imap.claim_p99_ms_1k",
                      "imap.claim_p50_ms_10k", "imap.claim_p99_ms_10k",
                      "imap.claim_p50_ratio_10k_1k"):
@@ -56,14 +57,14 @@ class BenchImapSmokeTest(unittest.TestCase):
         # A single worker never races anyone, on either server.
         self.assertEqual(figures["imap.imapqd_conflicts_w1"], "0")
         self.assertEqual(figures["imap.dovecot_conflicts_w1"], "0")
-        # Every phase preloads 200 jobs, and its workers ack some (all unless the window ends
+        # Every phase preloads 600 jobs, and its workers ack some (all unless the window ends
         # first) on both servers; the program itself checks that each was acked at most once.
         for server in ("imapqd", "dovecot"):
             rows = re.findall(r"^  %s, \d+ workers?\s.* (\d+) of (\d+) jobs acked$"
                               % server, proc.stdout, re.M)
             self.assertEqual(len(rows), 3, proc.stdout)
             for acked, jobs in rows:
-                self.assertEqual(jobs, "200")
+                self.assertEqual(jobs, "600")
                 self.assertGreater(int(acked), 0)
         self.assertNotIn("FAILED", proc.stderr)
 

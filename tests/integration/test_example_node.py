@@ -113,14 +113,14 @@ class NodeExampleTest(harness.ApiTestCase):
         user, password, _ = self.daemon.credentials()
         return subprocess.Popen(["node", os.path.join(NODE_DIR, script), "--host", "127.0.0.1",
                                  "--port", str(self.daemon.ports["imap"]), "--user", user,
-                                 "--password", password] + list(args),
+                                 "--password=" + password] + list(args),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def python_worker(self, queue):
         user, password, _ = self.daemon.credentials()
         return subprocess.Popen([sys.executable, WORKER_PY, "--host", "127.0.0.1",
                                  "--port", str(self.daemon.ports["imap"]), "--user", user,
-                                 "--password", password, "--queue", queue],
+                                 "--password=" + password, "--queue", queue],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def finish(self, proc):

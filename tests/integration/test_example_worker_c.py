@@ -26,7 +26,7 @@ class ExampleWorkerCTest(harness.ApiTestCase):
         user, pw, _ = self.daemon.credentials()
         return subprocess.Popen([worker_path(), "--host", "127.0.0.1",
                                  "--port", str(self.daemon.ports["imap"]), "--user", user,
-                                 "--password", password or pw, "--queue", queue] + list(extra),
+                                 "--password=" + (password or pw), "--queue", queue] + list(extra),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def append(self, queue, text):
@@ -133,7 +133,7 @@ class ExampleWorkerCTlsTest(harness.DaemonTestCase):
     def run_worker(self, port, *extra):
         user, pw, _ = self.daemon.credentials()
         return subprocess.run([worker_path(), "--host", "127.0.0.1", "--port", str(port),
-                               "--user", user, "--password", pw, "--queue", "tjobs", "--once"]
+                               "--user", user, "--password=" + pw, "--queue", "tjobs", "--once"]
                               + list(extra), capture_output=True, text=True, timeout=PATIENCE)
 
     def enqueue(self, text):

@@ -32,7 +32,7 @@ class ExamplesTest(harness.ApiTestCase):
         user, password, _ = self.daemon.credentials()
         return subprocess.Popen([sys.executable, WORKER, "--host", "127.0.0.1",
                                  "--port", str(self.daemon.ports["imap"]), "--user", user,
-                                 "--password", password, "--queue", queue] + list(extra),
+                                 "--password=" + password, "--queue", queue] + list(extra),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def finish(self, proc):
