@@ -26,6 +26,9 @@
 #define JOURNAL_LOC_OFFSET_BITS 40	   /* low bits of a body location: offset in segment */
 #define JOURNAL_LOC_OFFSET_MASK ((UINT64_C(1) << JOURNAL_LOC_OFFSET_BITS) - 1)
 #define JOURNAL_SEG_NAME_LEN	14 /* "NNNNNNNNNN.seg" */
+/* Bytes the flusher reads and writes at a time when it copies a body from a file: enough to
+ * keep the syscalls few, small enough to stay out of large-allocation paths. */
+#define JOURNAL_COPY_BUF (64u * 1024)
 
 /* Little-endian stores and loads for the header fields. */
 static inline void journal_put16(uint8_t *p, uint16_t v)
@@ -194,7 +197,7 @@ struct journal {
 	void *hook_arg;
 	uint64_t last_sync_ns;
 	uint64_t fsyncs, fsync_ns, commits, records, bytes_written;
-	uint8_t *copy_buf; /* (flusher) staging buffer for bodies copied from files */
+	uint8_t *copy_buf; /* (flusher) JOURNAL_COPY_BUF bytes for bodies copied from files */
 };
 
 /* Publishes durable_lsn and failed to lock-free waiters and wakes them. Caller holds mu. */

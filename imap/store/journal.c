@@ -133,7 +133,7 @@ static struct journal *journal_alloc(const struct journal_options *opts)
 	pthread_cond_init(&j->flusher_cond, &attr);
 	pthread_condattr_destroy(&attr);
 	j->dir = strdup(opts->dir);
-	j->copy_buf = malloc(1024 * 1024);
+	j->copy_buf = malloc(JOURNAL_COPY_BUF);
 	if (j->dir == NULL || j->copy_buf == NULL) {
 		journal_destroy(j);
 		return NULL;

@@ -15,7 +15,6 @@
 #define LOG_MOD "journal"
 
 #define FLUSH_IOV_MAX	 1024u		/* iovecs per pwritev (the kernel's IOV_MAX) */
-#define FLUSH_COPY_BUF	 (1024u * 1024) /* chunk for bodies copied from files */
 #define FLUSH_SYNC_MAX	 8u		/* segments synced in one round (rotations are rare) */
 #define FLUSH_ZERO_AHEAD (1024u * 1024) /* zeros written ahead of the records */
 #define FLUSH_ZERO_CHUNK (64u * 1024)	/* one iovec of zeros */
@@ -86,7 +85,7 @@ static bool copy_body(struct journal *j, const struct journal_pending *p, uint64
 
 	while (done < p->body_len) {
 		uint64_t want = p->body_len - done;
-		size_t chunk = want < FLUSH_COPY_BUF ? (size_t)want : FLUSH_COPY_BUF;
+		size_t chunk = want < JOURNAL_COPY_BUF ? (size_t)want : JOURNAL_COPY_BUF;
 		ssize_t n = pread(p->body_fd, j->copy_buf, chunk, (off_t)(p->body_offset + done));
 		if (n < 0 && errno == EINTR)
 			continue;

@@ -202,9 +202,12 @@ imapq_err journal_seg_extend(struct journal *j, struct journal_segment *seg, uin
 	if (need <= seg->alloc_size)
 		return IMAPQ_OK;
 
-	/* Try a generous step first, then exactly what is needed when the disk is nearly full. */
+	/* Try a generous step first (never more than a segment holds before it rotates), then
+	 * exactly what is needed when the disk is nearly full. */
 	uint64_t step = need - seg->alloc_size;
-	uint64_t want = step < JOURNAL_EXTEND_STEP ? JOURNAL_EXTEND_STEP : step;
+	uint64_t generous =
+	    j->segment_bytes < JOURNAL_EXTEND_STEP ? j->segment_bytes : JOURNAL_EXTEND_STEP;
+	uint64_t want = step < generous ? generous : step;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		uint64_t len = attempt == 0 ? want : step;
 		if (atomic_load(&journal_fallocate_fn)(seg->fd, 0, (off_t)seg->alloc_size,
