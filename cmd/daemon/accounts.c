@@ -118,6 +118,8 @@ void accounts_reload(struct accounts *a)
 	log_info(ACCOUNTS_LOG, "SIGHUP: %zu users from %s", users_count(fresh), a->path);
 }
 
+/* Runs on the IMAP server's password thread while HTTP threads check tokens and SIGHUP may swap
+ * the table: it reads the current table once (retired ones stay alive) and counts atomically. */
 imapq_err accounts_check_login(void *ctx, const char *user, const char *password,
 			       const struct access **access_r)
 {

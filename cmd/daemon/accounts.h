@@ -1,7 +1,8 @@
 /* Who may log in to imapqd: the users file given with --users, or else the demo account of
- * DIR/credentials (which holds every role). The checks run on the event loop (IMAP) and on the
- * HTTP pool threads at once; a reload on SIGHUP swaps the users table atomically and keeps the
- * previous tables until the daemon ends, because sessions and requests hold pointers into them. */
+ * DIR/credentials (which holds every role). The checks run on the IMAP server's password thread
+ * and on the HTTP pool threads at once; a reload on SIGHUP swaps the users table atomically and
+ * keeps the previous tables until the daemon ends, because sessions and requests hold pointers
+ * into them. */
 #ifndef IMAPQ_DAEMON_ACCOUNTS_H
 #define IMAPQ_DAEMON_ACCOUNTS_H
 

@@ -112,6 +112,10 @@
 #define IMAPQ_SPOOL_MEMORY (256 * 1024)
 /* Failed LOGIN/AUTHENTICATE attempts before the connection is closed. */
 #define IMAPQ_MAX_AUTH_FAILURES 3
+/* Password checks queued or running on the server's password thread at once (each holds its
+ * session until answered): one 210,000-iteration PBKDF2 hash takes 50-100 ms, so a full queue is
+ * a few seconds of waiting; past it a login is refused at once rather than queued for longer. */
+#define IMAPQ_MAX_PENDING_LOGINS 64
 
 /* --- HTTP front --- */
 /* Bytes of a JSON request body (claims, acks, settings, batches, JSON jobs): it is held and

@@ -59,15 +59,13 @@ static void loggable_name(const char *name, char *out, size_t cap)
 	out[i] = '\0';
 }
 
-/* Checks the credentials and moves to the authenticated state, replying either way. */
-static void finish_login(struct cmd *c, const char *user, const char *password)
+/* Replies to a login with the verdict of the auth callback, moving to the authenticated state
+ * on success. */
+static void login_result(struct cmd *c, const char *user, imapq_err err,
+			 const struct access *access)
 {
 	struct session *s = c->s;
-	const struct imap_server_options *o = &s->server->opts;
-	const struct access *access = NULL;
 	char shown[65];
-	imapq_err err =
-	    o->auth != NULL ? o->auth(o->auth_ctx, user, password, &access) : IMAPQ_E_AUTH;
 	if (err == IMAPQ_E_AUTH) {
 		s->auth_failures++;
 		loggable_name(user, shown, sizeof shown);
@@ -97,6 +95,52 @@ static void finish_login(struct cmd *c, const char *user, const char *password)
 	cmd_write_capabilities(s);
 	session_lit(s, "\r\n");
 	cmd_ok(c, NULL, "Logged in");
+}
+
+/* On the loop, once the password thread has checked a login: answers it, then reads the
+ * commands the client sent after it. */
+static void login_checked(void *arg, const char *user, imapq_err err, const struct access *access)
+{
+	struct session *s = arg;
+	struct cmd c = {.s = s, .tag = s->auth_tag, .name = "LOGIN"};
+	login_result(&c, user, err, access);
+	session_seal(s);
+	session_resume(s);
+}
+
+/* Hands the credentials to the password thread; the session reads no input until the answer
+ * (login_checked), so commands pipelined after the login run after it, in order. */
+static void finish_login(struct cmd *c, const char *user, const char *password)
+{
+	struct session *s = c->s;
+	struct auth_worker *worker = s->server->auth;
+	if (worker == NULL) {
+		login_result(c, user, IMAPQ_E_AUTH, NULL);
+		return;
+	}
+	/* The answer needs the tag once the parser has moved on (AUTHENTICATE kept it already). */
+	if (s->auth_tag != c->tag) {
+		if (strlen(c->tag) >= sizeof s->auth_tag) {
+			cmd_bad(c, "Tag too long");
+			return;
+		}
+		strcpy(s->auth_tag, c->tag);
+	}
+	imapq_err err =
+	    auth_worker_submit(worker, user, password, login_checked, s, &s->auth_check);
+	if (err == IMAPQ_E_LIMIT) {
+		/* Refused at once: queueing longer would only hold more sessions for longer. */
+		log_warn(SERVER_LOG, "%s: login refused: %u logins in progress", s->peer,
+			 auth_worker_pending(worker));
+		cmd_no(c, "UNAVAILABLE", "Too many logins in progress, try again");
+		return;
+	}
+	if (err != IMAPQ_OK) {
+		log_error(SERVER_LOG, "%s: login not checked: %s", s->peer, imapq_err_message(err));
+		cmd_no(c, "UNAVAILABLE", imapq_err_message(err));
+		return;
+	}
+	c->replied = true;
 }
 
 void cmd_login(struct cmd *c)

@@ -10,6 +10,7 @@
 #include "imap/base/buf.h"
 #include "imap/base/loop.h"
 #include "imap/protocol/parser.h"
+#include "imap/server/auth-worker.h"
 #include "imap/server/server.h"
 #include "imap/server/tls.h"
 #include "imap/store/store.h"
@@ -92,6 +93,7 @@ struct session {
 	char user[64];
 	const struct access *access;   /* the user's roles; NULL: every role (access.h) */
 	struct loop_timer *auth_delay; /* a failed login's answer waits; input is not read */
+	struct auth_check *auth_check; /* a password is being checked; input is not read */
 	struct parser *parser;
 	struct buf in;	/* bytes read, not yet parsed */
 	struct buf out; /* replies; the first `writable` bytes may go to the socket */
@@ -131,6 +133,7 @@ struct imap_server {
 	bool shutting_down;
 	uint64_t shutdown_ms;
 	struct loop_timer *tick;
+	struct auth_worker *auth; /* checks passwords off the loop; NULL without opts.auth */
 	/* Wake-ups from other threads, each coalesced into one loop_post. */
 	_Atomic int durable_posted; /* the journal made more durable */
 	_Atomic int change_posted;  /* a mailbox changed */
@@ -189,7 +192,7 @@ void session_dispatch(struct session *s, const struct parser_command *pc);
 /* Turns CONDSTORE on for a CONDSTORE-enabling command (RFC 7162 3.1); the first one while a
  * mailbox is selected also reports its HIGHESTMODSEQ. */
 void session_enable_condstore(struct session *s);
-/* Reads and runs the commands that waited while input was paused (auth_delay). */
+/* Reads and runs the commands that waited while input was paused (auth_delay, auth_check). */
 void session_resume(struct session *s);
 /* Handles the response line of an AUTHENTICATE continuation (cmd-auth.c). */
 void session_auth_response(struct session *s, const char *line, size_t len);

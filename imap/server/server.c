@@ -185,14 +185,23 @@ imapq_err imap_server_create(const struct imap_server_options *opts, struct imap
 		return IMAPQ_E_NOMEM;
 	server->opts = *opts;
 	server->spool_dir = opts->spool_dir != NULL ? opts->spool_dir : "/tmp";
-	imapq_err err = loop_timer_add(opts->loop, SERVER_TICK_MS, on_tick, server, &server->tick);
+	imapq_err err = IMAPQ_OK;
+	if (opts->auth != NULL)
+		err = auth_worker_create(opts->loop, opts->auth, opts->auth_ctx, &server->auth);
 	if (err != IMAPQ_OK) {
+		free(server);
+		return err;
+	}
+	err = loop_timer_add(opts->loop, SERVER_TICK_MS, on_tick, server, &server->tick);
+	if (err != IMAPQ_OK) {
+		auth_worker_destroy(&server->auth);
 		free(server);
 		return err;
 	}
 	err = store_add_commit_hook(opts->store, commit_hook, server);
 	if (err != IMAPQ_OK) {
 		loop_timer_cancel(&server->tick);
+		auth_worker_destroy(&server->auth);
 		free(server);
 		return err;
 	}
@@ -322,6 +331,8 @@ void imap_server_destroy(struct imap_server **serverp)
 	close_listeners(server);
 	while (server->sessions != NULL)
 		session_destroy(server->sessions);
+	/* After the sessions, which cancel their checks: the thread ends after the one it runs. */
+	auth_worker_destroy(&server->auth);
 	loop_timer_cancel(&server->tick);
 	free(server->recent);
 	free(server);

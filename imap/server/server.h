@@ -19,14 +19,15 @@ struct tls_server;
 
 /* Checks a user's password; returns IMAPQ_OK, IMAPQ_E_AUTH or another error. On IMAPQ_OK,
  * *access_r holds the user's roles (access.h), NULL for every role; it must stay valid as long as
- * the server lives. */
+ * the server lives. It runs on the server's own password thread, never on the loop, so it may be
+ * slow (a password hash) but must be safe to call from that thread. */
 typedef imapq_err imap_auth_fn(void *ctx, const char *user, const char *password,
 			       const struct access **access_r);
 
 struct imap_server_options {
 	struct loop *loop;
 	struct store *store;
-	imap_auth_fn *auth;
+	imap_auth_fn *auth; /* NULL refuses every login */
 	void *auth_ctx;
 	/* Allow LOGIN and AUTHENTICATE PLAIN on cleartext connections from non-loopback peers. */
 	bool allow_plaintext;
@@ -37,6 +38,7 @@ struct imap_server_options {
 	const char *spool_dir;
 };
 
+/* Creates the server and, with opts->auth, starts its password thread. */
 imapq_err imap_server_create(const struct imap_server_options *opts, struct imap_server **server_r);
 
 /* Listens on host:port (0 picks a port, returned in *port_r). */
@@ -55,6 +57,8 @@ void imap_server_shutdown(struct imap_server *server);
 /* Sessions currently connected. */
 unsigned imap_server_sessions(const struct imap_server *server);
 
+/* Frees the server once its loop has stopped for good: wake-ups it posted must never run. A
+ * password check that is running is waited for. */
 void imap_server_destroy(struct imap_server **server);
 
 #endif

@@ -77,8 +77,8 @@ static void note_output_progress(struct session *s, size_t before)
  * turn either around (a read that needs to write, a write that needs to read). */
 static void session_update_events(struct session *s)
 {
-	bool want_read =
-	    !s->closing && buf_len(&s->out) < session_output_limit(s) && s->auth_delay == NULL;
+	bool want_read = !s->closing && buf_len(&s->out) < session_output_limit(s) &&
+			 s->auth_delay == NULL && s->auth_check == NULL;
 	bool want_write = s->writable > 0;
 	switch (s->tls_state) {
 	case SESSION_TLS_NONE:
@@ -110,6 +110,7 @@ static void drop_output(struct session *s)
 	buf_reset(&s->out);
 	s->writable = 0;
 	s->closing = true;
+	auth_worker_cancel(&s->auth_check);
 }
 
 void session_abort(struct session *s)
@@ -191,9 +192,7 @@ void session_seal(struct session *s)
 	if (buf_failed(&s->out)) {
 		/* A reply could not be built: the stream is no longer trustworthy. */
 		log_error(SERVER_LOG, "%s: out of memory building a reply; closing", s->peer);
-		buf_reset(&s->out);
-		s->writable = 0;
-		s->closing = true;
+		drop_output(s);
 		return;
 	}
 	struct store *store = s->server->opts.store;
@@ -247,6 +246,8 @@ void session_release(struct session *s, uint64_t durable_lsn)
 void session_close_after_output(struct session *s)
 {
 	s->closing = true;
+	/* A login still being checked gets no answer after the farewell. */
+	auth_worker_cancel(&s->auth_check);
 	session_update_events(s);
 }
 
@@ -279,6 +280,8 @@ void session_destroy(struct session *s)
 	if (s->idling)
 		server_note_idle(server, false);
 	loop_timer_cancel(&s->auth_delay);
+	/* A login still being checked must never reach the freed session. */
+	auth_worker_cancel(&s->auth_check);
 	loop_timer_cancel(&s->resume);
 	loop_io_remove(&s->io);
 	tls_conn_destroy(&s->tls);
@@ -438,7 +441,7 @@ static bool process_line_input(struct session *s)
 static void process_input(struct session *s)
 {
 	while (buf_len(&s->in) > 0 && !s->closing && buf_len(&s->out) < session_output_limit(s)) {
-		if (s->auth_delay != NULL)
+		if (s->auth_delay != NULL || s->auth_check != NULL)
 			return;
 		if (s->idling || s->auth_pending) {
 			if (!process_line_input(s))

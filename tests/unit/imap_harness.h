@@ -81,8 +81,9 @@ static inline void *harness_run(void *arg)
 	return NULL;
 }
 
-/* Starts a server over a fresh store; the caller ends it with harness_stop(). */
-static inline struct harness *harness_start(void)
+/* Starts a server over a fresh store with the given auth callback (NULL allowed); the caller
+ * ends it with harness_stop(). */
+static inline struct harness *harness_start_with(imap_auth_fn *auth)
 {
 	struct harness *h = calloc(1, sizeof *h);
 	assert_non_null(h);
@@ -93,11 +94,17 @@ static inline struct harness *harness_start(void)
 	assert_int_equal(store_open(&so, &rep, &h->store), IMAPQ_OK);
 	assert_int_equal(loop_create(&h->loop), IMAPQ_OK);
 	struct imap_server_options o = {
-	    .loop = h->loop, .store = h->store, .auth = harness_auth, .spool_dir = h->dir};
+	    .loop = h->loop, .store = h->store, .auth = auth, .spool_dir = h->dir};
 	assert_int_equal(imap_server_create(&o, &h->server), IMAPQ_OK);
 	assert_int_equal(imap_server_listen(h->server, "127.0.0.1", 0, &h->port), IMAPQ_OK);
 	assert_int_equal(pthread_create(&h->thread, NULL, harness_run, h), 0);
 	return h;
+}
+
+/* Starts a server over a fresh store that accepts harness_auth's users. */
+static inline struct harness *harness_start(void)
+{
+	return harness_start_with(harness_auth);
 }
 
 static inline void conn_close(struct conn **cp);
