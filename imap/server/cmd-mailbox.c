@@ -339,8 +339,10 @@ static void do_list(struct cmd *c, bool lsub)
 {
 	struct session *s = c->s;
 	char ref[MAILBOX_BUF], pat[MAILBOX_BUF];
+	/* The pattern is in modified UTF-7 like any name (RFC 3501 5.1.3); its wildcards are
+	 * ASCII, so it decodes to the same pattern over the names the store keeps. */
 	if (!cmd_want_args(c, 2, 2) || !cmd_arg_mailbox(c, 0, ref, sizeof ref) ||
-	    !cmd_arg_astring(c, 1, pat, sizeof pat))
+	    !cmd_arg_mailbox(c, 1, pat, sizeof pat))
 		return;
 	const char *word = lsub ? "LSUB" : "LIST";
 	if (pat[0] == '\0') {

@@ -316,6 +316,22 @@ static void test_subscribe_list_lsub(void **state)
 	assert_line(&u, "* LIST () \"/\" work/jobs");
 	lines_free(&u);
 	command_ok(c, "LIST \"\"", "BAD Missing arguments", NULL);
+	/* Patterns are modified UTF-7 like names: a non-ASCII name is found by its encoded form,
+	 * also next to wildcards, and a broken encoding is refused. */
+	command_ok(c, "CREATE work/caf&AOk-", "OK", NULL);
+	command_ok(c, "LIST \"\" work/caf&AOk-", "OK", &u);
+	assert_int_equal(u.n, 1);
+	assert_line(&u, "* LIST () \"/\" work/caf&AOk-");
+	lines_free(&u);
+	command_ok(c, "LIST work/ *&AOk-", "OK", &u);
+	assert_int_equal(u.n, 1);
+	assert_line(&u, "* LIST () \"/\" work/caf&AOk-");
+	lines_free(&u);
+	command_ok(c, "LIST \"\" work/caf%", "OK", &u);
+	assert_int_equal(u.n, 1);
+	lines_free(&u);
+	command_ok(c, "LIST \"\" work/caf&AOk", "BAD Invalid mailbox name encoding", NULL);
+	command_ok(c, "DELETE work/caf&AOk-", "OK", NULL);
 	command_ok(c, "SUBSCRIBE nosuch", "NO [NONEXISTENT]", NULL);
 	command_ok(c, "SUBSCRIBE", "BAD Missing arguments", NULL);
 	command_ok(c, "SUBSCRIBE work/jobs", "OK SUBSCRIBE completed", NULL);
