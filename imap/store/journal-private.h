@@ -176,6 +176,10 @@ struct journal {
 	_Atomic uint64_t published_lsn;
 	_Atomic uint32_t published_gen;
 	_Atomic bool published_failed;
+	_Atomic uint32_t
+	    waiters; /* threads in journal_wait(): a publish without any skips the wake */
+	/* Whether the active segment reached segment_bytes; written under mu, read without it. */
+	_Atomic bool active_full;
 
 	/* Everything below is guarded by mu unless marked otherwise. */
 	struct journal_segment **segs; /* oldest first */
@@ -202,6 +206,13 @@ struct journal {
 
 /* Publishes durable_lsn and failed to lock-free waiters and wakes them. Caller holds mu. */
 void journal_publish(struct journal *j);
+
+/* Updates active_full after the active segment or its size changed. Caller holds mu. */
+static inline void journal_note_active(struct journal *j)
+{
+	atomic_store_explicit(&j->active_full, j->active->append_pos >= j->segment_bytes,
+			      memory_order_relaxed);
+}
 
 /* --- Segment files (journal_segment.c) --- */
 

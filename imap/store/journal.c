@@ -294,6 +294,7 @@ imapq_err journal_append(struct journal *j, enum journal_class cls, uint8_t type
 	seg->append_pos += p->total;
 	p->lsn = seg->start_lsn + seg->append_pos;
 	j->last_lsn = p->lsn;
+	journal_note_active(j);
 	if (j->tail != NULL)
 		j->tail->next = p;
 	else
@@ -317,7 +318,10 @@ void journal_publish(struct journal *j)
 	atomic_store(&j->published_lsn, j->durable_lsn);
 	atomic_store(&j->published_failed, j->failed);
 	atomic_fetch_add(&j->published_gen, 1);
-	syscall(SYS_futex, &j->published_gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+	/* A waiter counts itself before it reads published_gen (both sequentially consistent), so
+	 * either it is counted here or it sees the new generation and does not sleep. */
+	if (atomic_load(&j->waiters) > 0)
+		syscall(SYS_futex, &j->published_gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
 imapq_err journal_wait(struct journal *j, uint64_t lsn)
@@ -329,15 +333,23 @@ imapq_err journal_wait(struct journal *j, uint64_t lsn)
 	pthread_mutex_unlock(&j->mu);
 	if (!valid)
 		return IMAPQ_E_INVALID;
+	imapq_err err;
+	atomic_fetch_add(&j->waiters, 1);
 	for (;;) {
 		uint32_t gen = atomic_load(&j->published_gen);
-		if (atomic_load(&j->published_lsn) >= lsn)
-			return IMAPQ_OK;
-		if (atomic_load(&j->published_failed))
-			return IMAPQ_E_READONLY;
+		if (atomic_load(&j->published_lsn) >= lsn) {
+			err = IMAPQ_OK;
+			break;
+		}
+		if (atomic_load(&j->published_failed)) {
+			err = IMAPQ_E_READONLY;
+			break;
+		}
 		/* Sleeps only while no commit was published since gen was read. */
 		syscall(SYS_futex, &j->published_gen, FUTEX_WAIT_PRIVATE, gen, NULL, NULL, 0);
 	}
+	atomic_fetch_sub(&j->waiters, 1);
+	return err;
 }
 
 uint64_t journal_durable_lsn(struct journal *j)
@@ -372,10 +384,8 @@ void journal_reserve_add(struct journal *j, int64_t delta)
 
 bool journal_wants_rotation(struct journal *j)
 {
-	pthread_mutex_lock(&j->mu);
-	bool wants = j->active->append_pos >= j->segment_bytes;
-	pthread_mutex_unlock(&j->mu);
-	return wants;
+	/* Asked after every write: a stale answer only moves a rotation to the next write. */
+	return atomic_load_explicit(&j->active_full, memory_order_relaxed);
 }
 
 imapq_err journal_rotate(struct journal *j, uint32_t *segment_r)
@@ -415,6 +425,7 @@ imapq_err journal_rotate(struct journal *j, uint32_t *segment_r)
 	bool trim = false;
 	if (err == IMAPQ_OK) {
 		j->active = seg;
+		journal_note_active(j);
 		if (segment_r != NULL)
 			*segment_r = seg->number;
 		/* A fully written old segment gives its unused preallocation back now; otherwise

@@ -314,6 +314,7 @@ imapq_err journal_recover(struct journal *j, journal_replay_fn *replay, void *ct
 	struct journal_segment *last = j->n_segs ? j->segs[j->n_segs - 1] : NULL;
 	if (last != NULL && !last->bad) {
 		j->active = last;
+		journal_note_active(j);
 		if (last->alloc_size < j->segment_bytes)
 			(void)journal_seg_extend(j, last, j->segment_bytes);
 		return IMAPQ_OK;
@@ -330,5 +331,6 @@ imapq_err journal_recover(struct journal *j, journal_replay_fn *replay, void *ct
 		return IMAPQ_E_NOMEM;
 	}
 	j->active = seg;
+	journal_note_active(j);
 	return IMAPQ_OK;
 }
