@@ -177,6 +177,10 @@ struct http_server {
 	struct http_options opts;
 	struct MHD_Daemon *daemon;
 	unsigned port;
+	int listen_fd; /* closed after the daemon stops (MHD_quiesce_daemon()) */
+	pthread_t acceptor;
+	bool acceptor_running;
+	atomic_bool accept_stop;
 	atomic_bool stopping;
 	atomic_uint active; /* requests with a context, for the shutdown drain */
 	bool stopped;
@@ -314,5 +318,12 @@ void http_wait_wake(void *arg);
 void http_wait_fire_all(struct http_waitlist *w);
 /* Parked requests at the moment. */
 unsigned http_wait_count(struct http_waitlist *w);
+
+/* --- http_accept.c: the acceptor thread --- */
+
+/* Takes the listen socket over from libmicrohttpd and starts accepting for it. */
+imapq_err http_accept_start(struct http_server *server);
+/* Stops accepting; the listen socket stays open until the caller closes it. */
+void http_accept_stop(struct http_server *server);
 
 #endif

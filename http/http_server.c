@@ -429,8 +429,8 @@ imapq_err http_server_create(const struct http_options *opts, struct http_server
 		free(server);
 		return err;
 	}
-	unsigned flags =
-	    MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+			 MHD_USE_ERROR_LOG;
 	/* HTTPS: libmicrohttpd's TLS is GnuTLS, held to the same floor as the IMAP listeners. */
 	struct MHD_OptionItem tls_options[] = {
 	    {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)opts->tls_cert_pem},
@@ -468,6 +468,17 @@ imapq_err http_server_create(const struct http_options *opts, struct http_server
 		free(server);
 		return IMAPQ_E_UNAVAILABLE;
 	}
+	server->listen_fd = fd;
+	err = http_accept_start(server);
+	if (err != IMAPQ_OK) {
+		log_error("http", "cannot start accepting connections: %s", imapq_err_message(err));
+		MHD_stop_daemon(server->daemon);
+		close(fd);
+		http_durable_fini(server);
+		http_wait_fini(&server->wait);
+		free(server);
+		return err;
+	}
 	*server_r = server;
 	return IMAPQ_OK;
 }
@@ -494,8 +505,10 @@ void http_server_stop(struct http_server *server)
 	http_wait_stop(&server->wait);
 	/* Held replies are resumed too; from now on a reply waits for its LSN in its thread. */
 	http_durable_close(server);
+	http_accept_stop(server);
 	MHD_stop_daemon(server->daemon);
 	server->daemon = NULL;
+	close(server->listen_fd);
 	log_info("http", "stopped");
 }
 
