@@ -3,7 +3,8 @@
  * touches mailboxes itself; every change goes through queue/ and is answered only once it is
  * durable: the reply is held and its connection suspended until the store's commit notice.
  *
- * Threads: libmicrohttpd runs IMAPQ_HTTP_THREADS pool threads, and one more thread resumes
+ * Threads: libmicrohttpd runs IMAPQ_HTTP_THREADS_PER_CORE pool threads per core, an acceptor
+ * thread hands them connections evenly (http_accept.c), and one more thread resumes
  * parked long polls when a job arrives or their wait ends, so a waiting client costs no thread;
  * held replies are resumed from the journal's flusher. The store must outlive the server. */
 #ifndef IMAPQ_HTTP_H

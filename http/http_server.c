@@ -402,6 +402,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* --- Server --- */
 
+/* IMAPQ_HTTP_THREADS_PER_CORE threads per online core, at least two, at most
+ * IMAPQ_HTTP_MAX_THREADS. */
+static unsigned pool_size(void)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n = cores > 0 && cores <= IMAPQ_HTTP_MAX_THREADS
+			 ? (unsigned)cores * IMAPQ_HTTP_THREADS_PER_CORE
+			 : IMAPQ_HTTP_MAX_THREADS;
+	return n < 2 ? 2 : n > IMAPQ_HTTP_MAX_THREADS ? IMAPQ_HTTP_MAX_THREADS : n;
+}
+
 imapq_err http_server_create(const struct http_options *opts, struct http_server **server_r)
 {
 	*server_r = NULL;
@@ -453,7 +464,7 @@ imapq_err http_server_create(const struct http_options *opts, struct http_server
 		tls_options[0].option = MHD_OPTION_END;
 	server->daemon = MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_access, server, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-	    MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)IMAPQ_HTTP_THREADS,
+	    MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE, pool_size(),
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)IMAPQ_HTTP_MAX_CONNECTIONS,
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)IMAPQ_HTTP_MAX_PER_IP,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)IMAPQ_HTTP_CONNECTION_MEMORY,

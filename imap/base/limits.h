@@ -148,9 +148,12 @@
 #define IMAPQ_HTTP_CONNECTION_MEMORY (16 * 1024)
 /* Seconds a silent connection stays open (parked long polls keep their own deadline). */
 #define IMAPQ_HTTP_TIMEOUT_S 60
-/* Pool threads: one per core; no request holds one while its fsync runs (replies wait
- * suspended), so more would only add wake-ups and context switches. */
-#define IMAPQ_HTTP_THREADS 2
+/* Pool threads per online core, and the most there may be. No request holds a thread while
+ * its fsync runs (replies wait suspended), but every group commit resumes its connections in
+ * one burst, and two threads per core answer the burst in parallel where one per core queues
+ * it (docs/benchmarks.md, "Figures with two pool threads per core"). */
+#define IMAPQ_HTTP_THREADS_PER_CORE 2
+#define IMAPQ_HTTP_MAX_THREADS	    32
 /* Milliseconds shutdown waits for resumed long polls and in-flight requests to finish. */
 #define IMAPQ_HTTP_SHUTDOWN_GRACE_MS 2000
 
