@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "http/http-private.h"
@@ -16,12 +15,6 @@
 /* Pause after an accept that failed for lack of descriptors or memory, so the thread does not
  * spin while the condition lasts; connections wait in the backlog meanwhile. */
 #define HTTP_ACCEPT_PAUSE_MS 50
-
-static void pause_ms(long ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
 
 static void *acceptor_main(void *arg)
 {
@@ -45,7 +38,7 @@ static void *acceptor_main(void *arg)
 			continue;
 		log_warn("http", "accept: %s; pausing %d ms", strerror(errno),
 			 HTTP_ACCEPT_PAUSE_MS);
-		pause_ms(HTTP_ACCEPT_PAUSE_MS);
+		usleep(HTTP_ACCEPT_PAUSE_MS * 1000);
 	}
 	return NULL;
 }

@@ -355,16 +355,12 @@ static inline char *expect(struct conn *c, const char *tag, struct lines *untagg
 	}
 }
 
-/* Connects without logging in and reads the greeting into *greeting_r (may be NULL). */
-static inline struct conn *conn_open_raw(struct harness *h, char **greeting_r)
+/* Connects a fresh connection outside the harness's table (the caller closes it with
+ * conn_close()) and reads the greeting into *greeting_r (may be NULL). */
+static inline struct conn *conn_connect(struct harness *h, char **greeting_r)
 {
 	struct conn *c = calloc(1, sizeof *c);
 	assert_non_null(c);
-	size_t slot = 0;
-	while (slot < HARNESS_MAX_CONNS && h->conns[slot] != NULL)
-		slot++;
-	assert_true(slot < HARNESS_MAX_CONNS);
-	h->conns[slot] = c;
 	c->h = h;
 	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_true(c->fd >= 0);
@@ -382,6 +378,18 @@ static inline struct conn *conn_open_raw(struct harness *h, char **greeting_r)
 	else
 		free(greeting);
 	return c;
+}
+
+/* Connects without logging in, keeping the connection in the harness's table (harness_stop()
+ * closes it), and reads the greeting into *greeting_r (may be NULL). */
+static inline struct conn *conn_open_raw(struct harness *h, char **greeting_r)
+{
+	size_t slot = 0;
+	while (slot < HARNESS_MAX_CONNS && h->conns[slot] != NULL)
+		slot++;
+	assert_true(slot < HARNESS_MAX_CONNS);
+	h->conns[slot] = conn_connect(h, greeting_r);
+	return h->conns[slot];
 }
 
 /* Runs one command with a fresh tag; returns the tagged line and fills *untagged (may be NULL). */

@@ -130,28 +130,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* A connection that is not in the harness's table (for tests that need more than it holds);
- * the caller closes it with conn_close(). */
-static struct conn *extra_conn(struct harness *h)
-{
-	struct conn *c = calloc(1, sizeof *c);
-	assert_non_null(c);
-	c->h = h;
-	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(c->fd >= 0);
-	struct timeval tv = {.tv_sec = HARNESS_READ_TIMEOUT_S};
-	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	int one = 1;
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h->port)};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof sa), 0);
-	char *greeting = conn_line(c);
-	assert_tagged(greeting, "* OK ");
-	free(greeting);
-	return c;
-}
-
 /* True when the server sent c nothing it has not read (checked without waiting). */
 static bool conn_silent(struct conn *c)
 {
@@ -360,13 +338,13 @@ static void test_pending_limit(void **state)
 	struct conn *a = conn_open(h);
 	struct conn *waiting[IMAPQ_MAX_PENDING_LOGINS];
 	for (size_t i = 0; i < IMAPQ_MAX_PENDING_LOGINS; i++) {
-		waiting[i] = extra_conn(h);
+		waiting[i] = conn_connect(h, NULL);
 		send_line(waiting[i], "w1 LOGIN gated p");
 	}
 	gate_wait_calls(2);
 	settle(a);
 	/* Every slot is taken: the next login is refused at once, and the loop still serves. */
-	struct conn *late = extra_conn(h);
+	struct conn *late = conn_connect(h, NULL);
 	command_ok(late, "LOGIN u p", "NO [UNAVAILABLE] Too many logins in progress", NULL);
 	command_ok(a, "NOOP", "OK", NULL);
 	assert_int_equal(gate_read(&gate.calls), 2);
