@@ -210,6 +210,7 @@ static bool open_store(struct daemon *d)
 	    .dir = d->opts.data,
 	    .fsync = d->opts.fsync,
 	    .auto_compact = true,
+	    .max_mailbox_messages = d->opts.max_queue_messages,
 	};
 	struct store_report report;
 	imapq_err err = store_open(&sopts, &report, &d->store);

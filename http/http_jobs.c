@@ -174,21 +174,42 @@ static enum MHD_Result enqueue_batch(struct http_request *req, const cJSON *list
 		cJSON_Delete(root);
 		goto out;
 	}
-	uint64_t last_lsn = 0;
-	for (i = 0; i < n && err == IMAPQ_OK; i++) {
-		struct queue_job job;
-		uint64_t lsn = 0;
-		err = queue_enqueue(req->server->opts.qs, req->target.queue, items[i].payload,
-				    items[i].len, items[i].ctype, items[i].delay, &job, &lsn);
-		if (err != IMAPQ_OK)
-			break;
-		if (lsn > last_lsn)
-			last_lsn = lsn;
+	struct queue_new_job *jobs = calloc((size_t)n, sizeof *jobs);
+	struct queue_job *done_jobs = calloc((size_t)n, sizeof *done_jobs);
+	if (jobs == NULL || done_jobs == NULL) {
+		free(jobs);
+		free(done_jobs);
+		cJSON_Delete(root);
+		ret = http_reply_error(req, IMAPQ_E_NOMEM, NULL);
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		jobs[i] = (struct queue_new_job){.payload = items[i].payload,
+						 .len = items[i].len,
+						 .content_type = items[i].ctype,
+						 .delay = items[i].delay};
+	/* One call, so the message limits take the batch whole or refuse it whole. */
+	size_t done = 0;
+	uint64_t lsn = 0;
+	err = queue_enqueue_batch(req->server->opts.qs, req->target.queue, jobs, (size_t)n,
+				  done_jobs, &done, &lsn);
+	for (size_t k = 0; k < done; k++) {
 		cJSON *one = cJSON_CreateObject();
 		cJSON_AddItemToArray(ids, one);
-		http_json_add_u64_string(one, "id", job.id);
+		http_json_add_u64_string(one, "id", done_jobs[k].id);
 	}
-	http_after(req, last_lsn);
+	free(jobs);
+	free(done_jobs);
+	http_after(req, lsn);
+	if (err != IMAPQ_OK && done == 0) {
+		cJSON_Delete(root);
+		ret = http_reply_error(req, err,
+				       err == IMAPQ_E_OVERQUOTA
+					   ? "the batch does not fit in the queue's message limit; "
+					     "nothing was enqueued"
+					   : NULL);
+		goto out;
+	}
 	if (err != IMAPQ_OK) {
 		/* The jobs before the failing one stay enqueued: say which. */
 		cJSON *e = cJSON_AddObjectToObject(root, "error");

@@ -95,8 +95,10 @@ static enum MHD_Result reply_queue(struct http_request *req, unsigned status)
 	cJSON_AddNumberToObject(s, "lease", set.lease);
 	cJSON_AddNumberToObject(s, "max_attempts", set.max_attempts);
 	cJSON_AddNumberToObject(s, "retention", set.retention);
+	cJSON_AddNumberToObject(s, "max_messages", set.max_messages);
 	cJSON *t = cJSON_AddObjectToObject(root, "stats");
 	add_counts(t, &st);
+	cJSON_AddNumberToObject(t, "messages", st.messages);
 	if (st.oldest_ready_age >= 0)
 		cJSON_AddNumberToObject(t, "oldest_ready_age", (double)st.oldest_ready_age);
 	else
@@ -114,7 +116,8 @@ static enum MHD_Result reply_queue(struct http_request *req, unsigned status)
 imapq_err http_settings_decode(const char *body, size_t len, struct queue_settings *set,
 			       bool *given_r, const char **why)
 {
-	static const char *const fields[] = {"lease", "max_attempts", "retention", NULL};
+	static const char *const fields[] = {"lease", "max_attempts", "retention", "max_messages",
+					     NULL};
 	memset(set, 0, sizeof *set);
 	*given_r = false;
 	if (len == 0)
@@ -135,8 +138,11 @@ imapq_err http_settings_decode(const char *body, size_t len, struct queue_settin
 	if (err == IMAPQ_OK)
 		err = http_json_uint(root, "retention", 1, IMAPQ_MAX_QUEUE_SETTING, &set->retention,
 				     why);
+	if (err == IMAPQ_OK)
+		err = http_json_uint(root, "max_messages", 1, IMAPQ_MAX_MESSAGES_SETTING,
+				     &set->max_messages, why);
 	cJSON_Delete(root);
-	*given_r = set->lease || set->max_attempts || set->retention;
+	*given_r = set->lease || set->max_attempts || set->retention || set->max_messages;
 	return err;
 }
 
@@ -154,6 +160,7 @@ static enum MHD_Result put_queue(struct http_request *req)
 	    .lease = set.lease ? set.lease : STORE_DEFAULT_LEASE,
 	    .max_attempts = set.max_attempts ? set.max_attempts : STORE_DEFAULT_MAX_ATTEMPTS,
 	    .retention = set.retention ? set.retention : STORE_DEFAULT_RETENTION,
+	    .max_messages = set.max_messages, /* 0: the store's default, left unset */
 	};
 	uint64_t lsn = 0;
 	unsigned status = 201;

@@ -54,10 +54,13 @@ struct queue_settings {
 	uint32_t lease;	       /* seconds a claim lasts unless extended */
 	uint32_t max_attempts; /* claims before a failing job is dead-lettered */
 	uint32_t retention;    /* seconds dead letters are kept */
+	uint32_t max_messages; /* jobs the queue may hold (STORE_SETTING_MAX_MESSAGES); reads give
+				  the effective limit, the store's default while unset */
 };
 
 struct queue_stats {
 	uint32_t ready, claimed, delayed, dead;
+	uint32_t messages; /* every message of the queue's mailbox: what max_messages limits */
 	int64_t oldest_ready_age; /* seconds; -1 when nothing is ready */
 	uint64_t highestmodseq;
 	/* Since the daemon started. */
@@ -98,10 +101,25 @@ void queue_list(struct queue_service *qs, queue_name_fn *fn, void *ctx);
 /* --- Jobs --- */
 
 /* Enqueues a job whose body is payload (content_type e.g. "application/json"), available after
- * delay seconds (0: at once). The message gets Content-Type, Date and Message-ID headers. */
+ * delay seconds (0: at once). The message gets Content-Type, Date and Message-ID headers.
+ * IMAPQ_E_OVERQUOTA when the queue (or the store) holds as many messages as it may. */
 imapq_err queue_enqueue(struct queue_service *qs, const char *name, const void *payload, size_t len,
 			const char *content_type, uint32_t delay, struct queue_job *job_r,
 			uint64_t *lsn_r);
+
+/* One job of queue_enqueue_batch(). */
+struct queue_new_job {
+	const void *payload;
+	size_t len;
+	const char *content_type;
+	uint32_t delay;
+};
+/* Enqueues jobs[0..n) as queue_enqueue() would, in order, all or none against the message
+ * limits: a batch that does not fit enqueues nothing (IMAPQ_E_OVERQUOTA). A later failure leaves
+ * jobs[0..*done_r) enqueued, described in jobs_r[0..*done_r) (jobs_r may be NULL). */
+imapq_err queue_enqueue_batch(struct queue_service *qs, const char *name,
+			      const struct queue_new_job *jobs, size_t n, struct queue_job *jobs_r,
+			      size_t *done_r, uint64_t *lsn_r);
 
 /* Claims up to max ready jobs, lowest id first, with a lease of lease seconds (0: the queue's);
  * jobs[0..*n_r) receive them with their receipts. *n_r is 0 when none is ready. */

@@ -13,7 +13,8 @@
 static bool settings_valid(const struct queue_settings *s)
 {
 	return s->lease <= IMAPQ_MAX_QUEUE_SETTING && s->max_attempts <= IMAPQ_MAX_QUEUE_SETTING &&
-	       s->retention <= IMAPQ_MAX_QUEUE_SETTING;
+	       s->retention <= IMAPQ_MAX_QUEUE_SETTING &&
+	       s->max_messages <= IMAPQ_MAX_MESSAGES_SETTING;
 }
 
 /* Writes the non-zero fields of s as annotations of mailbox id. */
@@ -25,7 +26,8 @@ static imapq_err settings_write(struct queue_service *qs, uint32_t id,
 		uint32_t value;
 	} fields[] = {{STORE_SETTING_LEASE, s->lease},
 		      {STORE_SETTING_MAX_ATTEMPTS, s->max_attempts},
-		      {STORE_SETTING_RETENTION, s->retention}};
+		      {STORE_SETTING_RETENTION, s->retention},
+		      {STORE_SETTING_MAX_MESSAGES, s->max_messages}};
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
 		if (fields[i].value == 0)
 			continue;
@@ -198,8 +200,10 @@ imapq_err queue_settings_get(struct queue_service *qs, const char *name,
 	imapq_err err = queue_ref_status(qs, name, &ref, &st);
 	if (err != IMAPQ_OK)
 		return err;
-	*settings_r = (struct queue_settings){
-	    .lease = st.lease, .max_attempts = st.max_attempts, .retention = st.retention};
+	*settings_r = (struct queue_settings){.lease = st.lease,
+					      .max_attempts = st.max_attempts,
+					      .retention = st.retention,
+					      .max_messages = st.max_messages};
 	return IMAPQ_OK;
 }
 
@@ -224,7 +228,8 @@ imapq_err queue_stats(struct queue_service *qs, const char *name, struct queue_s
 	imapq_err err = queue_ref_status(qs, name, &ref, &st);
 	if (err != IMAPQ_OK)
 		return err;
-	struct queue_stats s = {.oldest_ready_age = -1, .highestmodseq = st.highestmodseq};
+	struct queue_stats s = {
+	    .messages = st.messages, .oldest_ready_age = -1, .highestmodseq = st.highestmodseq};
 	uint64_t mask = queue_ready_mask(&ref);
 	err = store_count_match(qs->store, ref.id, mask, 0, &s.ready);
 	if (err == IMAPQ_OK)

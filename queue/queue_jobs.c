@@ -42,36 +42,57 @@ imapq_err queue_enqueue(struct queue_service *qs, const char *name, const void *
 			const char *content_type, uint32_t delay, struct queue_job *job_r,
 			uint64_t *lsn_r)
 {
-	if (delay > IMAPQ_MAX_QUEUE_SETTING)
-		return IMAPQ_E_INVALID;
+	struct queue_new_job job = {
+	    .payload = payload, .len = len, .content_type = content_type, .delay = delay};
+	size_t done;
+	return queue_enqueue_batch(qs, name, &job, 1, job_r, &done, lsn_r);
+}
+
+imapq_err queue_enqueue_batch(struct queue_service *qs, const char *name,
+			      const struct queue_new_job *jobs, size_t n, struct queue_job *jobs_r,
+			      size_t *done_r, uint64_t *lsn_r)
+{
+	*done_r = 0;
+	for (size_t i = 0; i < n; i++)
+		if (jobs[i].delay > IMAPQ_MAX_QUEUE_SETTING)
+			return IMAPQ_E_INVALID;
 	struct queue_ref ref;
 	imapq_err err = queue_ref_get(qs, name, &ref);
 	if (err != IMAPQ_OK)
 		return err;
-	char *msg = NULL;
-	size_t mlen;
-	err = queue_message_build(payload, len, content_type, &msg, &mlen);
-	if (err != IMAPQ_OK)
-		return err;
-	struct journal_body body = {
-	    .data = msg, .fd = -1, .len = mlen, .crc = crc32c(0, msg, mlen)};
+	struct store_new_message *msgs = calloc(n ? n : 1, sizeof *msgs);
+	if (msgs == NULL)
+		return IMAPQ_E_NOMEM;
 	int64_t now = (int64_t)(queue_now_ms() / 1000);
-	uint32_t uid;
-	uint64_t modseq, lsn = 0;
-	uint32_t due = delay > 0 ? queue_due_in(delay) : 0;
-	err = store_append_due(qs->store, ref.id, delay > 0 ? ref.delayed : 0, due, now, &body,
-			       &uid, &modseq, &lsn);
-	free(msg);
-	if (err != IMAPQ_OK)
-		return queue_finish(qs, err, lsn, lsn_r);
-	struct store_message m = {.uid = uid,
-				  .size = (uint32_t)mlen,
-				  .modseq = modseq,
-				  .flags = delay > 0 ? ref.delayed : 0,
-				  .internaldate = now,
-				  .due = due};
-	if (job_r != NULL)
-		queue_job_from(&ref, false, &m, job_r);
+	for (size_t i = 0; i < n && err == IMAPQ_OK; i++) {
+		char *msg = NULL;
+		size_t mlen;
+		err = queue_message_build(jobs[i].payload, jobs[i].len, jobs[i].content_type, &msg,
+					  &mlen);
+		if (err != IMAPQ_OK)
+			break;
+		bool delayed = jobs[i].delay > 0;
+		msgs[i] = (struct store_new_message){
+		    .flags = delayed ? ref.delayed : 0,
+		    .due = delayed ? queue_due_in(jobs[i].delay) : 0,
+		    .internaldate = now,
+		    .body = {.data = msg, .fd = -1, .len = mlen, .crc = crc32c(0, msg, mlen)}};
+	}
+	uint64_t lsn = 0;
+	if (err == IMAPQ_OK)
+		err = store_append_batch(qs->store, ref.id, msgs, n, done_r, &lsn);
+	for (size_t i = 0; i < *done_r && jobs_r != NULL; i++) {
+		struct store_message m = {.uid = msgs[i].uid,
+					  .size = (uint32_t)msgs[i].body.len,
+					  .modseq = msgs[i].modseq,
+					  .flags = msgs[i].flags,
+					  .internaldate = now,
+					  .due = msgs[i].due};
+		queue_job_from(&ref, false, &m, &jobs_r[i]);
+	}
+	for (size_t i = 0; i < n; i++)
+		free((void *)msgs[i].body.data);
+	free(msgs);
 	return queue_finish(qs, err, lsn, lsn_r);
 }
 

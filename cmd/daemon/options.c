@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "imap/base/limits.h"
+
 enum opt_id {
 	OPT_DATA = 'd',
 	OPT_HELP = 'h',
@@ -21,6 +23,7 @@ enum opt_id {
 	OPT_CONFIG,
 	OPT_VERSION,
 	OPT_ALLOW_PLAINTEXT,
+	OPT_MAX_QUEUE_MESSAGES,
 };
 
 static const struct option long_options[] = {
@@ -35,6 +38,7 @@ static const struct option long_options[] = {
     {"port-file", required_argument, NULL, OPT_PORT_FILE},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"allow-plaintext", no_argument, NULL, OPT_ALLOW_PLAINTEXT},
+    {"max-queue-messages", required_argument, NULL, OPT_MAX_QUEUE_MESSAGES},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -60,13 +64,17 @@ static void usage(FILE *out)
 		"                          from non-loopback peers\n"
 		"      --fsync MODE        always (default): reply after fdatasync;\n"
 		"                          batch: fdatasync every few ms; off: never\n"
+		"      --max-queue-messages N\n"
+		"                          messages a queue may hold unless it sets its own\n"
+		"                          limit (default %u)\n"
 		"      --port-file FILE    write the bound ports as name=port lines when ready\n"
 		"      --config FILE       read options from FILE (one \"name = value\" a line)\n"
 		"  -v, --verbose           log debug messages\n"
 		"  -h, --help              show this help and exit\n"
 		"      --version           show the version and exit\n\n"
 		"Exit status: 0 after a clean shutdown (SIGTERM or SIGINT), 1 on a runtime\n"
-		"failure, 2 on bad usage.\n");
+		"failure, 2 on bad usage.\n",
+		(unsigned)IMAPQ_MAX_MAILBOX_MESSAGES);
 }
 
 bool daemon_addr_parse(const char *text, struct daemon_addr *addr)
@@ -140,6 +148,23 @@ static bool parse_switch(const char *value)
 	return strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "1") == 0;
 }
 
+/* Parses a decimal count from 1 to max without sign or spaces. */
+static bool parse_count(const char *value, uint32_t max, uint32_t *v_r)
+{
+	uint64_t v = 0;
+	if (*value == '\0' || *value == '0')
+		return false;
+	for (const char *p = value; *p != '\0'; p++) {
+		if (!isdigit((unsigned char)*p))
+			return false;
+		v = v * 10 + (uint64_t)(*p - '0');
+		if (v > max)
+			return false;
+	}
+	*v_r = (uint32_t)v;
+	return true;
+}
+
 /* Applies one option by id; false with a message on err when its value is bad. */
 static bool apply_option(struct daemon_options *opts, int id, const char *value, FILE *err)
 {
@@ -177,6 +202,9 @@ static bool apply_option(struct daemon_options *opts, int id, const char *value,
 		break;
 	case OPT_ALLOW_PLAINTEXT:
 		opts->allow_plaintext = parse_switch(value);
+		break;
+	case OPT_MAX_QUEUE_MESSAGES:
+		ok = parse_count(value, IMAPQ_MAX_MESSAGES_SETTING, &opts->max_queue_messages);
 		break;
 	default:
 		ok = false;

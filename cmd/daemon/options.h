@@ -3,6 +3,7 @@
 #define IMAPQ_DAEMON_OPTIONS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "imap/store/journal.h"
@@ -28,6 +29,7 @@ struct daemon_options {
 	char port_file[4096];
 	char config[4096];
 	bool allow_plaintext; /* LOGIN and AUTHENTICATE PLAIN on cleartext non-loopback IMAP */
+	uint32_t max_queue_messages; /* default message limit per queue; 0: the store's own */
 	bool verbose;
 };
 

@@ -38,6 +38,9 @@ static const struct err_desc err_table[IMAPQ_E__COUNT] = {
 			     "CANNOT", false},
     [IMAPQ_E_TIMEOUT] = {"timeout", "the remote server did not answer in time", 504, "UNAVAILABLE",
 			 false},
+    [IMAPQ_E_OVERQUOTA] = {"over_quota",
+			   "the queue is at its message limit, or the server at its total", 507,
+			   "OVERQUOTA", false},
 };
 
 static const struct err_desc *err_lookup(imapq_err err)

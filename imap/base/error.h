@@ -26,6 +26,7 @@ typedef enum imapq_err {
 	IMAPQ_E_REFUSED,     /* a remote IMAP server answered NO or BAD */
 	IMAPQ_E_UNSUPPORTED, /* a remote IMAP server lacks a needed extension */
 	IMAPQ_E_TIMEOUT,     /* a remote server did not answer in time */
+	IMAPQ_E_OVERQUOTA,   /* a message limit (of the mailbox or of the store) would be passed */
 	IMAPQ_E__COUNT
 } imapq_err;
 

@@ -20,6 +20,17 @@
 /* Largest queue setting (lease and retention seconds, max attempts): one year of seconds keeps
  * now + lease far inside a u32 due time. */
 #define IMAPQ_MAX_QUEUE_SETTING 31536000u
+/* Messages per mailbox unless the store's options or the queue's max-messages setting say
+ * otherwise: each message costs about 50 bytes of RAM (its 48-byte msgtable entry plus about
+ * 1 bit per claim index), so a full mailbox holds about 500 MB, and COPY of a mailbox onto itself
+ * cannot double it without bound. */
+#define IMAPQ_MAX_MAILBOX_MESSAGES 10000000u
+/* Messages in the whole store unless its options say otherwise: 20 million entries are about
+ * 1 GB of RAM, and replay holds them in hash maps of 70-140 bytes each before the msgtables are
+ * built, so a restart of a full store stays under 3 GB. */
+#define IMAPQ_MAX_STORE_MESSAGES 20000000ull
+/* Largest per-queue max-messages setting: UIDs are 32-bit, so no mailbox holds more anyway. */
+#define IMAPQ_MAX_MESSAGES_SETTING 4294967294u
 
 /* Journal segment size in bytes before rotation: large enough that rotation is rare, small
  * enough that compaction can free space in useful steps. */
@@ -201,6 +212,6 @@
 /* Delay before a failed LOGIN/AUTHENTICATE is answered, doubled for each further failure on the
  * connection up to the maximum: slows guessing without holding the event loop (a timer). */
 #define IMAPQ_AUTH_FAIL_DELAY_MS     250
-#define IMAPQ_AUTH_FAIL_DELAY_MAX_MS 4000
+#define IMAPQ_AUTH_FAIL_DELAY_GROWTH 16 /* the maximum is this times the first: 4 s */
 
 #endif

@@ -112,7 +112,7 @@ bool client_condstore(const struct client *client);
  * waits for its tagged reply, passing each untagged response to fn (may be NULL: the handler of
  * client_set_handler() gets them). Returns IMAPQ_OK for OK; for NO a code that fits its response
  * code (IMAPQ_E_NONEXISTENT, IMAPQ_E_EXISTS, IMAPQ_E_NOPERM, IMAPQ_E_AUTH, IMAPQ_E_LIMIT,
- * IMAPQ_E_TOOBIG, IMAPQ_E_NOSPACE, IMAPQ_E_UNAVAILABLE) or IMAPQ_E_REFUSED; IMAPQ_E_REFUSED for
+ * IMAPQ_E_TOOBIG, IMAPQ_E_OVERQUOTA, IMAPQ_E_UNAVAILABLE) or IMAPQ_E_REFUSED; IMAPQ_E_REFUSED for
  * BAD; or a broken client's error. client_reply() holds the reply. */
 imapq_err client_cmdf(struct client *client, client_response_fn *fn, void *ctx, const char *fmt,
 		      ...) __attribute__((format(printf, 4, 5)));

@@ -70,7 +70,7 @@ imapq_err client_status_err(enum client_status status, const char *code)
 	    {"AUTHORIZATIONFAILED", IMAPQ_E_AUTH},
 	    {"LIMIT", IMAPQ_E_LIMIT},
 	    {"TOOBIG", IMAPQ_E_TOOBIG},
-	    {"OVERQUOTA", IMAPQ_E_NOSPACE},
+	    {"OVERQUOTA", IMAPQ_E_OVERQUOTA},
 	    {"UNAVAILABLE", IMAPQ_E_UNAVAILABLE},
 	    {"INUSE", IMAPQ_E_UNAVAILABLE},
 	};

@@ -28,11 +28,15 @@ static void auth_delay_done(void *arg)
 static void delay_failure(struct cmd *c)
 {
 	struct session *s = c->s;
-	uint64_t ms = IMAPQ_AUTH_FAIL_DELAY_MS;
-	for (unsigned i = 1; i < s->auth_failures && ms < IMAPQ_AUTH_FAIL_DELAY_MAX_MS; i++)
+	uint64_t first = s->server->opts.auth_fail_delay_ms;
+	if (first == 0)
+		first = IMAPQ_AUTH_FAIL_DELAY_MS;
+	uint64_t max = first * IMAPQ_AUTH_FAIL_DELAY_GROWTH;
+	uint64_t ms = first;
+	for (unsigned i = 1; i < s->auth_failures && ms < max; i++)
 		ms *= 2;
-	if (ms > IMAPQ_AUTH_FAIL_DELAY_MAX_MS)
-		ms = IMAPQ_AUTH_FAIL_DELAY_MAX_MS;
+	if (ms > max)
+		ms = max;
 	if (s->auth_tag != c->tag && strlen(c->tag) < sizeof s->auth_tag)
 		strcpy(s->auth_tag, c->tag);
 	if ((s->auth_tag != c->tag && strlen(c->tag) >= sizeof s->auth_tag) ||

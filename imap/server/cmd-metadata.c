@@ -1,5 +1,5 @@
 /* GETMETADATA and SETMETADATA (RFC 5464). Mailbox entries are the store's annotations of the
- * mailbox, the queue settings (STORE_SETTING_*) among them; those three always read as their
+ * mailbox, the queue settings (STORE_SETTING_*) among them; those always read as their
  * effective value, the default while unset, and take only whole numbers. Server entries (mailbox
  * "") are read-only: a comment and the defaults a queue uses until it sets its own. Private
  * entries are not kept: setting one fails with [METADATA NOPRIVATE] and reading finds none. */
@@ -35,14 +35,17 @@ struct md_list {
 	bool failed;
 };
 
-/* The queue settings with their defaults, in the order they are listed. */
+/* The queue settings with their defaults (0: the store's own) and largest values, in the order
+ * they are listed. */
 static const struct {
 	const char *key;
 	uint32_t fallback;
+	uint32_t max;
 } settings[] = {
-    {STORE_SETTING_LEASE, STORE_DEFAULT_LEASE},
-    {STORE_SETTING_MAX_ATTEMPTS, STORE_DEFAULT_MAX_ATTEMPTS},
-    {STORE_SETTING_RETENTION, STORE_DEFAULT_RETENTION},
+    {STORE_SETTING_LEASE, STORE_DEFAULT_LEASE, IMAPQ_MAX_QUEUE_SETTING},
+    {STORE_SETTING_MAX_ATTEMPTS, STORE_DEFAULT_MAX_ATTEMPTS, IMAPQ_MAX_QUEUE_SETTING},
+    {STORE_SETTING_RETENTION, STORE_DEFAULT_RETENTION, IMAPQ_MAX_QUEUE_SETTING},
+    {STORE_SETTING_MAX_MESSAGES, 0, IMAPQ_MAX_MESSAGES_SETTING},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 
@@ -132,6 +135,8 @@ static imapq_err md_load(struct store *store, bool server, uint32_t id, struct m
 		md_add(l, "/shared/comment", SERVER_COMMENT);
 		for (size_t i = 0; i < NSETTINGS; i++)
 			values[i] = settings[i].fallback;
+		uint64_t total;
+		store_message_limits(store, &values[3], &total);
 	} else {
 		imapq_err err = store_annotation_list(store, id, collect_annotation, l);
 		if (err != IMAPQ_OK)
@@ -143,6 +148,7 @@ static imapq_err md_load(struct store *store, bool server, uint32_t id, struct m
 		values[0] = st.lease ? st.lease : STORE_DEFAULT_LEASE;
 		values[1] = st.max_attempts ? st.max_attempts : STORE_DEFAULT_MAX_ATTEMPTS;
 		values[2] = st.retention ? st.retention : STORE_DEFAULT_RETENTION;
+		values[3] = st.max_messages;
 	}
 	add_settings(l, values);
 	return l->failed ? IMAPQ_E_NOMEM : IMAPQ_OK;
@@ -434,11 +440,12 @@ static bool check_pairs(struct cmd *c, const struct parser_arg *a, bool server)
 			return false;
 		}
 		uint32_t v;
-		if (value != NULL && setting_index(key) >= 0 &&
-		    !metadata_parse_number(value, vlen, 1, IMAPQ_MAX_QUEUE_SETTING, &v)) {
+		int k = setting_index(key);
+		if (value != NULL && k >= 0 &&
+		    !metadata_parse_number(value, vlen, 1, settings[k].max, &v)) {
 			char text[IMAPQ_MAX_ANNOTATION_KEY + 64];
 			snprintf(text, sizeof text, "%.*s takes a whole number from 1 to %u",
-				 IMAPQ_MAX_ANNOTATION_KEY, key, (unsigned)IMAPQ_MAX_QUEUE_SETTING);
+				 IMAPQ_MAX_ANNOTATION_KEY, key, (unsigned)settings[k].max);
 			cmd_no(c, "CANNOT", text);
 			return false;
 		}

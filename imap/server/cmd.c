@@ -41,6 +41,9 @@ static const struct cmd_def cmd_table[] = {
     {"IDLE", AUTH, cmd_idle, false, false},
     {"GETMETADATA", AUTH, cmd_getmetadata, false, false},
     {"SETMETADATA", AUTH, cmd_setmetadata, false, false},
+    {"GETQUOTAROOT", AUTH, cmd_getquotaroot, false, false},
+    {"GETQUOTA", AUTH, cmd_getquota, false, false},
+    {"SETQUOTA", AUTH, cmd_setquota, false, false},
     {"CHECK", SELECTED, cmd_check, false, false},
     {"CLOSE", SELECTED, cmd_close, false, false},
     {"UNSELECT", SELECTED, cmd_unselect, false, false},
@@ -68,6 +71,9 @@ void cmd_write_capabilities(struct session *s)
 		       "ESEARCH MOVE CONDSTORE QRESYNC METADATA ANNOTATE-EXPERIMENT-1 "
 		       "APPENDLIMIT=%llu",
 		       (unsigned long long)IMAPQ_MAX_MESSAGE_SIZE);
+	/* Quotas are per mailbox, so they are offered once there is a user to see mailboxes. */
+	if (!(s->state & STATE_NOT_AUTHENTICATED))
+		session_lit(s, " QUOTA QUOTA=RES-MESSAGE QUOTASET");
 	if (s->state & STATE_NOT_AUTHENTICATED) {
 		if (s->server->opts.tls != NULL && !session_is_tls(s))
 			session_lit(s, " STARTTLS");

@@ -293,6 +293,7 @@ cmd_handler cmd_fetch;
 cmd_handler cmd_search;
 cmd_handler cmd_idle;
 cmd_handler cmd_getmetadata, cmd_setmetadata;
+cmd_handler cmd_getquotaroot, cmd_getquota, cmd_setquota;
 
 /* --- cmd-metadata.c, cmd-annotate.c: METADATA (RFC 5464), per-message ANNOTATE (RFC 5257) --- */
 

@@ -36,6 +36,9 @@ struct imap_server_options {
 	struct tls_server *tls;
 	/* Folder for unlinked spool files of large APPEND bodies (on the journal's file system). */
 	const char *spool_dir;
+	/* Delay before the first failed login is answered, doubling per further failure up to 16
+	 * times it; 0 takes IMAPQ_AUTH_FAIL_DELAY_MS. Tests and fuzzers shorten it. */
+	unsigned auth_fail_delay_ms;
 };
 
 /* Creates the server and, with opts->auth, starts its password thread. */

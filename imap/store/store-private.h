@@ -48,6 +48,7 @@ enum store_setting_index {
 	STORE_SET_LEASE,
 	STORE_SET_MAX_ATTEMPTS,
 	STORE_SET_RETENTION,
+	STORE_SET_MAX_MESSAGES,
 	STORE_NSETTINGS
 };
 
@@ -109,6 +110,10 @@ struct store {
 	uint32_t nmailboxes;
 	uint64_t messages;
 	uint64_t live_bytes;
+	/* Message limits of live appends and copies (never of replay): per mailbox unless its
+	 * STORE_SETTING_MAX_MESSAGES says otherwise, and for the whole store. */
+	uint32_t max_mailbox_messages;
+	uint64_t max_messages;
 	struct store_segment *segments; /* oldest first */
 	size_t nsegments, capsegments;
 	uint32_t active_segment;
@@ -166,15 +171,23 @@ uint64_t store_mailbox_flag_mask(const struct mailbox *mb);
 
 /* The setting a metadata key names (compared as annotation keys are), or -1 for other keys. */
 int store_setting_of_key(const char *key, size_t klen);
-/* Parses a setting value: a decimal from 1 to IMAPQ_MAX_QUEUE_SETTING without sign, spaces or
- * leading zeros; false when it is not one. */
-bool store_setting_parse(const char *value, size_t vlen, uint32_t *v_r);
+/* Parses a value of setting k: a decimal from 1 to its largest value (IMAPQ_MAX_QUEUE_SETTING,
+ * or IMAPQ_MAX_MESSAGES_SETTING for the message limit) without sign, spaces or leading zeros;
+ * false when it is not one. */
+bool store_setting_parse(int k, const char *value, size_t vlen, uint32_t *v_r);
 /* Re-derives mb's cached setting after the annotation key was set to value (NULL: deleted); a
  * value that does not parse (only a damaged journal holds one) counts as unset. */
 void store_setting_note(struct mailbox *mb, const char *key, size_t klen, const char *value,
 			size_t vlen);
 /* The setting's value in mb, or its default when unset. */
 uint32_t store_setting_get(const struct mailbox *mb, enum store_setting_index k);
+/* The message limit of mb: its STORE_SETTING_MAX_MESSAGES, else the store's default. */
+uint32_t store_mailbox_limit(const struct store *s, const struct mailbox *mb);
+/* IMAPQ_E_OVERQUOTA when mb gaining add messages, and the store gaining grow, would pass mb's
+ * limit or the store's total; a change that adds nothing to a count is never refused, so a
+ * mailbox over a lowered limit can still shrink or move messages within itself. */
+imapq_err store_quota_check(const struct store *s, const struct mailbox *mb, uint64_t add,
+			    uint64_t grow);
 
 /* --- store_msgops.c: message primitives that keep counters, reserve and segment bytes, and
  * tell the message hook of every live transition (never during replay) --- */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "imap/base/limits.h"
 #include "imap/base/log.h"
 #include "imap/store/store-private.h"
 #include "imap/store/store_records.h"
@@ -265,6 +266,9 @@ imapq_err store_open(const struct store_options *opts, struct store_report *repo
 	pthread_cond_init(&s->compact_cond, NULL);
 	s->next_id = 1;
 	s->replaying = true;
+	s->max_mailbox_messages =
+	    opts->max_mailbox_messages ? opts->max_mailbox_messages : IMAPQ_MAX_MAILBOX_MESSAGES;
+	s->max_messages = opts->max_messages ? opts->max_messages : IMAPQ_MAX_STORE_MESSAGES;
 	struct journal_options jo = {
 	    .dir = path, .fsync = opts->fsync, .segment_bytes = opts->segment_bytes};
 	struct journal_report jr = {0};
@@ -339,6 +343,8 @@ void store_stats(struct store *s, struct store_stats *st_r)
 	pthread_mutex_lock(&s->lock);
 	st_r->mailboxes = s->nmailboxes;
 	st_r->messages = s->messages;
+	st_r->max_messages = s->max_messages;
+	st_r->max_mailbox_messages = s->max_mailbox_messages;
 	st_r->live_bytes = s->live_bytes;
 	uint64_t memory =
 	    sizeof *s + 2 * s->nbuckets * sizeof *s->by_id + s->capsegments * sizeof *s->segments;
@@ -347,4 +353,11 @@ void store_stats(struct store *s, struct store_stats *st_r)
 	store_mailboxes_each(s, mailbox_memory, &memory);
 	st_r->memory_bytes = memory;
 	pthread_mutex_unlock(&s->lock);
+}
+
+void store_message_limits(struct store *s, uint32_t *mailbox_r, uint64_t *total_r)
+{
+	/* Both are fixed when the store opens, so no lock is needed. */
+	*mailbox_r = s->max_mailbox_messages;
+	*total_r = s->max_messages;
 }

@@ -37,6 +37,9 @@ struct store_options {
 	enum journal_fsync fsync;
 	uint64_t segment_bytes; /* 0 means IMAPQ_JOURNAL_SEGMENT_BYTES */
 	bool auto_compact;	/* run compaction from a background thread */
+	/* Message limits of appends and copies (see "Message limits" below). */
+	uint32_t max_mailbox_messages; /* per mailbox; 0 means IMAPQ_MAX_MAILBOX_MESSAGES */
+	uint64_t max_messages;	       /* in the whole store; 0 means IMAPQ_MAX_STORE_MESSAGES */
 };
 
 /* What opening found. */
@@ -72,10 +75,12 @@ struct store_message {
 #define STORE_DELAY_KEYWORD "$Delayed"
 
 /* Per-mailbox settings, kept as annotations (RFC 5464 entry names) and validated when set:
- * decimal seconds or counts. The store reads the lease itself; the others are for queue/. */
+ * decimal seconds or counts. The store reads the lease and the message limit itself; the others
+ * are for queue/. */
 #define STORE_SETTING_LEASE	   "/shared/vendor/imapq/lease-seconds"
 #define STORE_SETTING_MAX_ATTEMPTS "/shared/vendor/imapq/max-attempts"
 #define STORE_SETTING_RETENTION	   "/shared/vendor/imapq/dead-retention-seconds"
+#define STORE_SETTING_MAX_MESSAGES "/shared/vendor/imapq/max-messages"
 #define STORE_DEFAULT_LEASE	   30
 #define STORE_DEFAULT_MAX_ATTEMPTS 5
 #define STORE_DEFAULT_RETENTION	   (7 * 24 * 3600)
@@ -85,6 +90,7 @@ struct store_mailbox_status {
 	uint32_t lease;	       /* STORE_SETTING_LEASE, or STORE_DEFAULT_LEASE */
 	uint32_t max_attempts; /* STORE_SETTING_MAX_ATTEMPTS, or STORE_DEFAULT_MAX_ATTEMPTS */
 	uint32_t retention;    /* STORE_SETTING_RETENTION, or STORE_DEFAULT_RETENTION */
+	uint32_t max_messages; /* STORE_SETTING_MAX_MESSAGES, or the store's max_mailbox_messages */
 	uint32_t uidvalidity;
 	uint32_t uidnext;
 	uint32_t messages;
@@ -134,7 +140,8 @@ void store_mailbox_list(struct store *s, store_mailbox_fn *fn, void *ctx);
 imapq_err store_mailbox_status(struct store *s, uint32_t id, struct store_mailbox_status *st_r);
 
 /* Per-mailbox metadata (RFC 5464 entries, queue settings). value NULL deletes the key. The
- * STORE_SETTING_* keys take a decimal number from 1 to 31536000 (IMAPQ_E_INVALID otherwise). */
+ * STORE_SETTING_* keys take a decimal number from 1 to 31536000, STORE_SETTING_MAX_MESSAGES from
+ * 1 to IMAPQ_MAX_MESSAGES_SETTING (IMAPQ_E_INVALID otherwise). */
 imapq_err store_annotation_set(struct store *s, uint32_t id, const char *key, const char *value,
 			       uint64_t *lsn_r);
 /* Copies the value into buf; IMAPQ_E_NOTFOUND when unset. */
@@ -154,7 +161,18 @@ imapq_err store_keyword(struct store *s, uint32_t id, const char *name, bool cre
 /* Copies the name of keyword k into buf. */
 imapq_err store_keyword_name(struct store *s, uint32_t id, unsigned k, char *buf, size_t cap);
 
-/* --- Messages --- */
+/* --- Messages ---
+ *
+ * Message limits: an append or copy that would leave a mailbox with more messages than its
+ * limit (STORE_SETTING_MAX_MESSAGES, else the store's max_mailbox_messages), or the store with
+ * more than its max_messages, fails with IMAPQ_E_OVERQUOTA before anything is written. A move
+ * counts against its destination only (within one mailbox, against nothing) and never against
+ * the store's total. store_move_if_unchanged() is exempt: dead-lettering never raises the total,
+ * and a lease expiry must not fail because the dead-letter mailbox is full. Journal replay never
+ * checks limits: recovery keeps whatever was written, also after a limit was lowered. */
+
+/* The store's default limit per mailbox and its total limit, as opened. */
+void store_message_limits(struct store *s, uint32_t *mailbox_r, uint64_t *total_r);
 
 /* Appends a message with the given flags and internal date. body->len is at most
  * IMAPQ_MAX_MESSAGE_SIZE. */
@@ -166,6 +184,21 @@ imapq_err store_append(struct store *s, uint32_t id, uint64_t flags, int64_t int
 imapq_err store_append_due(struct store *s, uint32_t id, uint64_t flags, uint32_t due,
 			   int64_t internaldate, const struct journal_body *body, uint32_t *uid_r,
 			   uint64_t *modseq_r, uint64_t *lsn_r);
+
+/* One message of store_append_batch(); uid and modseq are set when it is appended. */
+struct store_new_message {
+	uint64_t flags;
+	uint32_t due;
+	int64_t internaldate;
+	struct journal_body body;
+	uint32_t uid;
+	uint64_t modseq;
+};
+/* Appends msgs[0..n) in order under one hold of the lock. The limits are checked for all of them
+ * first, so a batch that does not fit writes nothing (IMAPQ_E_OVERQUOTA). A later failure (the
+ * journal's) leaves msgs[0..*done_r) appended. */
+imapq_err store_append_batch(struct store *s, uint32_t id, struct store_new_message *msgs, size_t n,
+			     size_t *done_r, uint64_t *lsn_r);
 
 imapq_err store_message_get(struct store *s, uint32_t id, uint32_t uid, struct store_message *m_r);
 typedef void store_message_fn(void *ctx, const struct store_message *m);
@@ -218,7 +251,8 @@ imapq_err store_update(struct store *s, uint32_t id, const struct uid_range *ran
 /* Moves one message to dst when its mod-sequence is at most unchangedsince (IMAPQ_E_MODIFIED
  * otherwise, IMAPQ_E_NOTFOUND when it is gone), atomically: dead-lettering must not take a job
  * that a worker claimed a moment before. The copy keeps flags, attempts and internal date;
- * clear_flags are removed from it and its due time is cleared. */
+ * clear_flags are removed from it and its due time is cleared. Exempt from the message limits,
+ * so dst may end up above its limit. */
 imapq_err store_move_if_unchanged(struct store *s, uint32_t src, uint32_t uid,
 				  uint64_t unchangedsince, uint32_t dst, uint64_t clear_flags,
 				  uint32_t *dst_uid_r, uint64_t *lsn_r);
@@ -232,7 +266,8 @@ imapq_err store_expunge(struct store *s, uint32_t id, const struct uid_range *ra
 typedef void store_copy_fn(void *ctx, uint32_t src_uid, uint32_t dst_uid);
 /* Copies (or, with move, moves) the messages in ranges of src to dst, keeping flags and internal
  * dates; fn sees each source UID with its new UID in dst. A move expunges the source messages
- * regardless of \Deleted (RFC 6851). */
+ * regardless of \Deleted (RFC 6851). All or nothing against the message limits
+ * (IMAPQ_E_OVERQUOTA, nothing written). */
 imapq_err store_copy(struct store *s, uint32_t src, const struct uid_range *ranges, size_t n,
 		     uint32_t dst, bool move, store_copy_fn *fn, void *ctx, uint64_t *lsn_r);
 
@@ -291,8 +326,10 @@ struct store_stats {
 	struct journal_stats journal;
 	uint32_t mailboxes;
 	uint64_t messages;
-	uint64_t live_bytes;   /* body bytes of all messages */
-	uint64_t memory_bytes; /* RAM held for metadata and indexes */
+	uint64_t max_messages;	       /* the store's total limit */
+	uint32_t max_mailbox_messages; /* the default limit per mailbox */
+	uint64_t live_bytes;	       /* body bytes of all messages */
+	uint64_t memory_bytes;	       /* RAM held for metadata and indexes */
 };
 void store_stats(struct store *s, struct store_stats *st_r);
 

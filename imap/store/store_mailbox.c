@@ -513,6 +513,7 @@ imapq_err store_mailbox_status(struct store *s, uint32_t id, struct store_mailbo
 		    .lease = store_setting_get(mb, STORE_SET_LEASE),
 		    .max_attempts = store_setting_get(mb, STORE_SET_MAX_ATTEMPTS),
 		    .retention = store_setting_get(mb, STORE_SET_RETENTION),
+		    .max_messages = store_mailbox_limit(s, mb),
 		    .uidvalidity = mb->uidvalidity,
 		    .uidnext = mb->uidnext,
 		    .messages = msgtable_count(mb->msgs),
@@ -688,8 +689,8 @@ imapq_err store_annotation_set(struct store *s, uint32_t id, const char *key, co
 		return IMAPQ_E_INVALID;
 	if (vlen > IMAPQ_MAX_ANNOTATION_VALUE)
 		return IMAPQ_E_TOOBIG;
-	if (value && store_setting_of_key(key, klen) >= 0 &&
-	    !store_setting_parse(value, vlen, &number))
+	int setting = store_setting_of_key(key, klen);
+	if (value && setting >= 0 && !store_setting_parse(setting, value, vlen, &number))
 		return IMAPQ_E_INVALID;
 	uint64_t lsn = 0;
 	imapq_err err = IMAPQ_OK;

@@ -52,54 +52,92 @@ imapq_err store_append_due(struct store *s, uint32_t id, uint64_t flags, uint32_
 {
 	if (!body)
 		return IMAPQ_E_INVALID;
-	if (body->len > IMAPQ_MAX_MESSAGE_SIZE)
-		return IMAPQ_E_TOOBIG;
+	struct store_new_message m = {
+	    .flags = flags, .due = due, .internaldate = internaldate, .body = *body};
+	size_t done;
+	imapq_err err = store_append_batch(s, id, &m, 1, &done, lsn_r);
+	if (err == IMAPQ_OK && uid_r)
+		*uid_r = m.uid;
+	if (err == IMAPQ_OK && modseq_r)
+		*modseq_r = m.modseq;
+	return err;
+}
+
+/* Logs and indexes one new message of mb under the lock. */
+static imapq_err append_one(struct store *s, struct mailbox *mb, struct store_new_message *nm,
+			    uint64_t *lsn)
+{
+	struct store_rec_message rm = {.id = mb->id,
+				       .uid = mb->uidnext,
+				       .modseq = mb->highestmodseq + 1,
+				       .flags = nm->flags,
+				       .internaldate = nm->internaldate,
+				       .due = nm->due};
+	struct store_buf b = {0};
+	uint64_t loc = 0;
+	store_rec_message_encode(&b, &rm);
+	imapq_err err = store_buf_failed(&b) ? IMAPQ_E_NOMEM
+					     : store_log(s, JOURNAL_GROW, STORE_REC_APPEND, b.data,
+							 b.len, &nm->body, lsn, &loc);
+	store_buf_free(&b);
+	if (err != IMAPQ_OK)
+		return err;
+	struct msg m = {.uid = rm.uid,
+			.size = (uint32_t)nm->body.len,
+			.modseq = rm.modseq,
+			.flags = nm->flags,
+			.loc = loc,
+			.internaldate = nm->internaldate,
+			.due = nm->due};
+	mb->uidnext++;
+	mb->highestmodseq = rm.modseq;
+	nm->uid = rm.uid;
+	nm->modseq = rm.modseq;
+	err = store_msg_add(s, mb, &m);
+	if (err != IMAPQ_OK)
+		log_error(STORE_LOG, "message %u/%u logged but not indexed", mb->id, m.uid);
+	return err;
+}
+
+imapq_err store_append_batch(struct store *s, uint32_t id, struct store_new_message *msgs, size_t n,
+			     size_t *done_r, uint64_t *lsn_r)
+{
+	*done_r = 0;
+	if (n > 0 && !msgs)
+		return IMAPQ_E_INVALID;
+	uint64_t mask = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (msgs[i].body.len > IMAPQ_MAX_MESSAGE_SIZE)
+			return IMAPQ_E_TOOBIG;
+		mask |= msgs[i].flags;
+		msgs[i].uid = 0;
+		msgs[i].modseq = 0;
+	}
 	uint64_t lsn = 0;
-	imapq_err err;
+	imapq_err err = IMAPQ_OK;
 	pthread_mutex_lock(&s->lock);
 	struct mailbox *mb = store_mailbox_by_id(s, id);
 	if (!mb) {
 		err = IMAPQ_E_NONEXISTENT;
-	} else if (flags & ~store_mailbox_flag_mask(mb)) {
+	} else if (mask & ~store_mailbox_flag_mask(mb)) {
 		err = IMAPQ_E_INVALID;
-	} else if (mb->uidnext == UINT32_MAX) {
+	} else if ((uint64_t)mb->uidnext + n > UINT32_MAX) {
 		err = IMAPQ_E_LIMIT;
-	} else {
-		struct store_rec_message rm = {.id = id,
-					       .uid = mb->uidnext,
-					       .modseq = mb->highestmodseq + 1,
-					       .flags = flags,
-					       .internaldate = internaldate,
-					       .due = due};
-		struct store_buf b = {0};
-		uint64_t loc = 0;
-		store_rec_message_encode(&b, &rm);
-		err = store_buf_failed(&b) ? IMAPQ_E_NOMEM
-					   : store_log(s, JOURNAL_GROW, STORE_REC_APPEND, b.data,
-						       b.len, body, &lsn, &loc);
-		store_buf_free(&b);
-		if (err == IMAPQ_OK) {
-			struct msg m = {.uid = rm.uid,
-					.size = (uint32_t)body->len,
-					.modseq = rm.modseq,
-					.flags = flags,
-					.loc = loc,
-					.internaldate = internaldate,
-					.due = due};
-			mb->uidnext++;
-			mb->highestmodseq = rm.modseq;
-			err = store_msg_add(s, mb, &m);
-			if (err != IMAPQ_OK)
-				log_error(STORE_LOG, "message %u/%u logged but not indexed", id,
-					  m.uid);
-			if (uid_r)
-				*uid_r = rm.uid;
-			if (modseq_r)
-				*modseq_r = rm.modseq;
+	} else if ((err = store_quota_check(s, mb, n, n)) == IMAPQ_OK) {
+		/* A message whose record is written counts as done even if indexing failed. */
+		for (size_t i = 0; i < n && err == IMAPQ_OK; i++) {
+			err = append_one(s, mb, &msgs[i], &lsn);
+			if (msgs[i].uid != 0)
+				*done_r = i + 1;
 		}
+		if (n == 0)
+			lsn = journal_append_lsn(s->journal);
 		store_finish_write(s, id);
 	}
 	pthread_mutex_unlock(&s->lock);
+	/* Messages appended before a failure are real: the caller may wait for them. */
+	if (err != IMAPQ_OK && lsn_r)
+		*lsn_r = lsn;
 	return store_done(s, err, lsn, lsn_r);
 }
 
@@ -466,9 +504,11 @@ static imapq_err copy_messages(struct store *s, struct mailbox *dst, const struc
 }
 
 /* Copies (and with move, expunges) the snapshot l of from into to, under the lock; tells the
- * change hook about from when messages left it. */
+ * change hook about from when messages left it. Unless exempt, the message limits are checked
+ * first: a move adds to its destination only (nothing within one mailbox) and never to the
+ * store's total. */
 static imapq_err transfer(struct store *s, struct mailbox *from, struct mailbox *to,
-			  const struct msg_list *l, uint64_t clear_flags, bool move,
+			  const struct msg_list *l, uint64_t clear_flags, bool move, bool exempt,
 			  store_copy_fn *fn, void *ctx, uint32_t *dst_uid_r, uint64_t *lsn_r)
 {
 	unsigned kmap[IMAPQ_MAX_KEYWORDS] = {0};
@@ -476,7 +516,9 @@ static imapq_err transfer(struct store *s, struct mailbox *from, struct mailbox 
 	imapq_err err = IMAPQ_OK;
 	if ((uint64_t)to->uidnext + l->n >= UINT32_MAX)
 		err = IMAPQ_E_LIMIT;
-	else
+	else if (!exempt)
+		err = store_quota_check(s, to, move && from == to ? 0 : l->n, move ? 0 : l->n);
+	if (err == IMAPQ_OK)
 		err = map_keywords(s, from, to, l->flags_union & ~clear_flags, kmap, lsn_r);
 	if (err == IMAPQ_OK)
 		err = copy_messages(s, to, l, kmap, clear_flags, fn, ctx, dst_uid_r, lsn_r);
@@ -510,7 +552,7 @@ imapq_err store_copy(struct store *s, uint32_t src, const struct uid_range *rang
 	} else {
 		store_each_in_ranges(from, ranges, n, collect_msg, &l);
 		err = l.nomem ? IMAPQ_E_NOMEM
-			      : transfer(s, from, to, &l, 0, move, fn, ctx, NULL, &lsn);
+			      : transfer(s, from, to, &l, 0, move, false, fn, ctx, NULL, &lsn);
 		store_finish_write(s, to->id);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -538,7 +580,10 @@ imapq_err store_move_if_unchanged(struct store *s, uint32_t src, uint32_t uid,
 	} else {
 		struct msg snapshot = *m;
 		struct msg_list l = {.v = &snapshot, .n = 1, .cap = 1, .flags_union = m->flags};
-		err = transfer(s, from, to, &l, clear_flags, true, NULL, NULL, &dst_uid, &lsn);
+		/* Exempt from the limits: it never raises the total, and a lease expiry that
+		 * dead-letters must not fail because the dead-letter mailbox is full. */
+		err =
+		    transfer(s, from, to, &l, clear_flags, true, true, NULL, NULL, &dst_uid, &lsn);
 		store_finish_write(s, to->id);
 	}
 	pthread_mutex_unlock(&s->lock);

@@ -5,7 +5,9 @@
  *
  * The session runs on the server's own event loop over a socketpair, on this thread: the client
  * end writes the input, half-closes, and reads every reply until the server closes. A session
- * that neither finishes nor closes within SESSION_LIMIT_MS fails the run. The store is made once
+ * that goes SESSION_STALL_MS without sending a byte fails the run as a hang; long honest work
+ * that keeps answering does not. Failed logins are delayed by 1 ms instead of 250 ms, so inputs
+ * with wrong passwords still take the delay path without idling the fuzzer. The store is made once
  * per process and made again after any input that changed it, so every input starts from the
  * same state and a crash reproduces from its input alone.
  *
@@ -25,10 +27,14 @@
 #include "imap/store/store.h"
 #include "tests/fuzz/fuzz.h"
 
-/* Milliseconds a session may take before the run counts as a hang. */
-#define SESSION_LIMIT_MS 5000
+/* Milliseconds a session may go without answering before the run counts as a hang. */
+#define SESSION_STALL_MS 5000
 /* Journal rotation size of the fuzzed store: small, so making it again stays cheap. */
 #define SEGMENT_BYTES (256 * 1024)
+/* Message limits of the fuzzed store: small, so inputs reach OVERQUOTA (a COPY of a mailbox onto
+ * itself, repeated, would otherwise double it each time) and every input stays quick. */
+#define MAILBOX_MESSAGES 2000
+#define STORE_MESSAGES	 5000
 
 /* The world every input starts from, and the loop of the session being run. */
 static struct store *store;
@@ -76,8 +82,11 @@ static void add_message(uint32_t id, uint64_t flags, const char *text)
 static void world_make(void)
 {
 	fuzz_tmpdir_make(dir);
-	struct store_options so = {
-	    .dir = dir, .fsync = JOURNAL_FSYNC_OFF, .segment_bytes = SEGMENT_BYTES};
+	struct store_options so = {.dir = dir,
+				   .fsync = JOURNAL_FSYNC_OFF,
+				   .segment_bytes = SEGMENT_BYTES,
+				   .max_mailbox_messages = MAILBOX_MESSAGES,
+				   .max_messages = STORE_MESSAGES};
 	struct store_report rep;
 	fuzz_check(store_open(&so, &rep, &store) == IMAPQ_OK);
 	uint32_t inbox, q, dead;
@@ -122,9 +131,12 @@ struct client {
 	struct loop_io *io;
 	const char *out; /* what is left to send */
 	size_t out_len;
-	bool shut;     /* everything was sent and the sending side closed */
-	bool finished; /* the server closed the connection */
-	bool echo;     /* copy the replies to stderr (FUZZ_ECHO set), to see what a seed does */
+	bool shut;	   /* everything was sent and the sending side closed */
+	bool finished;	   /* the server closed the connection */
+	bool echo;	   /* copy the replies to stderr (FUZZ_ECHO set), to see what a seed does */
+	uint64_t got;	   /* reply bytes read */
+	uint64_t got_seen; /* reply bytes read when the stall guard last looked */
+	struct loop_timer *guard;
 };
 
 /* Sends what the socket takes, half-closes when all is sent, and drains the replies. */
@@ -152,8 +164,10 @@ static void client_io(void *arg, unsigned events)
 		ssize_t n = read(c->fd, buf, sizeof buf);
 		if (n > 0 && c->echo)
 			fwrite(buf, 1, (size_t)n, stderr);
-		if (n > 0)
+		if (n > 0) {
+			c->got += (uint64_t)n;
 			continue;
+		}
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
 		c->finished = true;
@@ -163,10 +177,15 @@ static void client_io(void *arg, unsigned events)
 	}
 }
 
-static void session_overdue(void *arg)
+/* Fails the run when the server sent nothing since the last look; looks again otherwise. */
+static void session_stall_check(void *arg)
 {
-	(void)arg;
-	fuzz_check(!"the session neither finished nor closed in time");
+	struct client *c = arg;
+	c->guard = NULL;
+	fuzz_check(c->got != c->got_seen && "the session stopped answering");
+	c->got_seen = c->got;
+	fuzz_check(loop_timer_add(loop, SESSION_STALL_MS, session_stall_check, c, &c->guard) ==
+		   IMAPQ_OK);
 }
 
 /* Serves one connection whose client sends text[0..len). */
@@ -175,8 +194,12 @@ static void run_session(const char *text, size_t len)
 	/* A fresh loop per session: the old server's wake-ups still queued on a loop are freed
 	 * with it, never run (imap_server_destroy() leaves them, as the daemon ends its loop). */
 	fuzz_check(loop_create(&loop) == IMAPQ_OK);
-	struct imap_server_options o = {
-	    .loop = loop, .store = store, .auth = auth, .allow_plaintext = true, .spool_dir = dir};
+	struct imap_server_options o = {.loop = loop,
+					.store = store,
+					.auth = auth,
+					.allow_plaintext = true,
+					.spool_dir = dir,
+					.auth_fail_delay_ms = 1};
 	struct imap_server *server = NULL;
 	fuzz_check(imap_server_create(&o, &server) == IMAPQ_OK);
 	int fds[2];
@@ -187,11 +210,10 @@ static void run_session(const char *text, size_t len)
 		   IMAPQ_OK);
 	session_accept(server, fds[1], false);
 	fuzz_check(imap_server_sessions(server) == 1);
-	struct loop_timer *guard = NULL;
-	fuzz_check(loop_timer_add(loop, SESSION_LIMIT_MS, session_overdue, NULL, &guard) ==
+	fuzz_check(loop_timer_add(loop, SESSION_STALL_MS, session_stall_check, &c, &c.guard) ==
 		   IMAPQ_OK);
 	fuzz_check(loop_run(loop) == IMAPQ_OK);
-	loop_timer_cancel(&guard);
+	loop_timer_cancel(&c.guard);
 	fuzz_check(c.finished && imap_server_sessions(server) == 0);
 	close(c.fd);
 	imap_server_destroy(&server);

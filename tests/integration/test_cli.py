@@ -64,7 +64,8 @@ class QueueCommandsTest(CliTestCase):
         out = self.ok("create", "settings", "--retention", "60")
         self.assertIn("updated queue settings", out)
         stats = json.loads(self.ok("--json", "stats", "settings"))
-        self.assertEqual(stats["settings"], {"lease": 7, "max_attempts": 2, "retention": 60})
+        self.assertEqual(stats["settings"], {"lease": 7, "max_attempts": 2, "retention": 60,
+                                             "max_messages": 10000000})
         self.assertRegex(self.ok("stats", "settings"), r"ready\s+0")
         self.assertIn("deleted queue settings", self.ok("delete", "settings"))
         _, err = self.fails(3, "stats", "settings")

@@ -13,7 +13,7 @@ class CommandLine(unittest.TestCase):
         r = harness.run_imapqd(["--help"])
         self.assertEqual(r.returncode, 0)
         for opt in ["--data", "--imap", "--imaps", "--http", "--users", "--tls-cert",
-                    "--tls-key", "--fsync", "--port-file", "--config"]:
+                    "--tls-key", "--fsync", "--max-queue-messages", "--port-file", "--config"]:
             self.assertIn(opt, r.stdout)
 
     def test_unknown_option_is_a_usage_error(self):
@@ -24,7 +24,9 @@ class CommandLine(unittest.TestCase):
     def test_bad_values_are_usage_errors(self):
         for args in (["--fsync", "sometimes"], ["--imap", "127.0.0.1:99999"],
                      ["--http", "nocolon"], ["--imaps", "127.0.0.1:0"],
-                     ["--tls-cert", "/x.pem"], ["extra-argument"], ["--data"]):
+                     ["--tls-cert", "/x.pem"], ["extra-argument"], ["--data"],
+                     ["--max-queue-messages", "0"], ["--max-queue-messages", "4294967295"],
+                     ["--max-queue-messages", "12x"]):
             r = harness.run_imapqd(args)
             self.assertEqual(r.returncode, 2, args)
 

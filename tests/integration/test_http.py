@@ -178,7 +178,8 @@ class Queues(HttpTestCase):
         status, _, body = self.api.call("PUT", "/v1/queues/" + q, {"max_attempts": 9})
         self.assertEqual(status, 200)
         self.assertEqual(body["settings"], {"lease": 7, "max_attempts": 9,
-                                            "retention": body["settings"]["retention"]})
+                                            "retention": body["settings"]["retention"],
+                                            "max_messages": 10000000})
         status, _, body = self.api.call("GET", "/v1/queues")
         self.assertIn(q, [x["name"] for x in body["queues"]])
         self.assertEqual(self.api.call("DELETE", "/v1/queues/" + q)[0], 204)

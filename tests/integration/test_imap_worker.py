@@ -236,7 +236,8 @@ class WorkerProtocol(harness.DaemonTestCase):
         untagged, _ = w.ok("GETMETADATA (DEPTH 1) w-settings /shared/vendor/imapq")
         self.assertEqual(untagged, [
             '* METADATA w-settings (/shared/vendor/imapq/dead-retention-seconds "604800" '
-            '/shared/vendor/imapq/lease-seconds "30" /shared/vendor/imapq/max-attempts "5")'])
+            '/shared/vendor/imapq/lease-seconds "30" /shared/vendor/imapq/max-attempts "5" '
+            '/shared/vendor/imapq/max-messages "10000000")'])
         w.ok('SETMETADATA w-settings (/shared/vendor/imapq/lease-seconds "120" '
              '/shared/vendor/imapq/max-attempts "9")')
         untagged, _ = w.ok("GETMETADATA w-settings (/shared/vendor/imapq/lease-seconds "

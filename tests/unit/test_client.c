@@ -526,7 +526,7 @@ static void test_status_err(void **state)
 	assert_int_equal(client_status_err(CLIENT_STATUS_OK, NULL), IMAPQ_OK);
 	assert_int_equal(client_status_err(CLIENT_STATUS_NO, NULL), IMAPQ_E_REFUSED);
 	assert_int_equal(client_status_err(CLIENT_STATUS_NO, "TRYCREATE"), IMAPQ_E_NONEXISTENT);
-	assert_int_equal(client_status_err(CLIENT_STATUS_NO, "OVERQUOTA"), IMAPQ_E_NOSPACE);
+	assert_int_equal(client_status_err(CLIENT_STATUS_NO, "OVERQUOTA"), IMAPQ_E_OVERQUOTA);
 	assert_int_equal(client_status_err(CLIENT_STATUS_BAD, "NOPERM"), IMAPQ_E_REFUSED);
 }
 

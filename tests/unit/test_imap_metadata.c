@@ -164,7 +164,8 @@ static void test_entries_depth_and_maxsize(void **state)
 		    "* METADATA jobs (/shared/comment \"night batch\" /shared/vendor/acme/a \"1\" "
 		    "/shared/vendor/acme/a/b \"2\" /shared/vendor/imapq/dead-retention-seconds "
 		    "\"604800\" /shared/vendor/imapq/lease-seconds \"30\" "
-		    "/shared/vendor/imapq/max-attempts \"5\")");
+		    "/shared/vendor/imapq/max-attempts \"5\" "
+		    "/shared/vendor/imapq/max-messages \"10000000\")");
 	metadata_is(c, "GETMETADATA (DEPTH infinity) jobs /private", NULL);
 
 	/* MAXSIZE leaves out longer values and reports the longest one left out. */
@@ -259,7 +260,7 @@ static void test_server_entries(void **state)
 	metadata_is(c, "GETMETADATA (DEPTH infinity) \"\" /shared/vendor/imapq",
 		    "* METADATA \"\" (/shared/vendor/imapq/dead-retention-seconds \"604800\" "
 		    "/shared/vendor/imapq/lease-seconds \"30\" /shared/vendor/imapq/max-attempts "
-		    "\"5\")");
+		    "\"5\" /shared/vendor/imapq/max-messages \"10000000\")");
 	command_ok(c, "SETMETADATA \"\" (/shared/comment \"x\")", "NO [NOPERM]", NULL);
 	/* Not before login. */
 	struct conn *anon = conn_open_raw(*state, NULL);
