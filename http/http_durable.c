@@ -50,8 +50,6 @@ static void unlink_locked(struct http_durable *d, struct http_request *req)
 	req->held_listed = false;
 }
 
-/* The store's commit notice, on the journal's flusher thread: resumes every suspended request
- * whose LSN is now durable (all of them once the journal failed, to answer with the error). */
 /* Unlinks the suspended requests whose reply may go (all of them with everything) and returns
  * them as a list. Caller holds d->mu. */
 static struct http_request *take_ready(struct http_durable *d, uint64_t durable_lsn,
@@ -84,6 +82,8 @@ static void resume_all(struct http_request *ready)
 	}
 }
 
+/* The store's commit notice, on the journal's flusher thread: resumes every suspended request
+ * whose LSN is now durable (all of them once the journal failed, to answer with the error). */
 static void on_commit(void *arg, uint64_t durable_lsn)
 {
 	struct http_durable *d = &((struct http_server *)arg)->durable;

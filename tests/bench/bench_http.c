@@ -112,6 +112,10 @@ struct run {
 	/* CPU seconds of this process and of the server at the window's start and end. */
 	bool cpu_started, cpu_ended;
 	double client_cpu[2], server_cpu[2];
+	/* imapqd's journal fdatasync calls and seconds in them at the window's start and end, from
+	 * /metrics: how many cycles shared one sync. */
+	bool fsyncs_ok;
+	double fsyncs[2], fsync_s[2];
 };
 
 /* A started daemon: its process and its scratch folder. */
@@ -582,18 +586,39 @@ static bool unit_start(struct conn *c)
 	return http_format(c, "POST", path, body, len) && conn_flush(c);
 }
 
-/* Samples the CPU clocks as the window opens and closes. */
+/* Reads imapqd's journal fdatasync count and seconds from /metrics into slot i of r. */
+static void run_sample_fsyncs(struct run *r, int i)
+{
+	static char body[256 * 1024];
+	const char *count, *sum;
+
+	if (r->proto != PROTO_HTTP || r->wl != WL_CYCLE)
+		return;
+	if (bench_http_call(r->port, r->token, "GET", "/metrics", "", body, sizeof(body)) != 200 ||
+	    !(count = strstr(body, "\nimapq_journal_fsync_seconds_count ")) ||
+	    !(sum = strstr(body, "\nimapq_journal_fsync_seconds_sum "))) {
+		r->fsyncs_ok = false;
+		return;
+	}
+	r->fsyncs[i] = strtod(strchr(count + 1, ' '), NULL);
+	r->fsync_s[i] = strtod(strchr(sum + 1, ' '), NULL);
+	r->fsyncs_ok = i == 0 || r->fsyncs_ok;
+}
+
+/* Samples the CPU clocks (and imapqd's syncs) as the window opens and closes. */
 static void run_sample_cpu(struct run *r, uint64_t now)
 {
 	if (!r->cpu_started && now >= r->warm_end) {
 		r->cpu_started = true;
 		r->client_cpu[0] = bench_cpu_self();
 		r->server_cpu[0] = bench_cpu_process(r->server);
+		run_sample_fsyncs(r, 0);
 	}
 	if (!r->cpu_ended && now >= r->end) {
 		r->cpu_ended = true;
 		r->client_cpu[1] = bench_cpu_self();
 		r->server_cpu[1] = bench_cpu_process(r->server);
+		run_sample_fsyncs(r, 1);
 	}
 }
 
@@ -707,6 +732,14 @@ static void run_print(struct run *r, const char *unit)
 	bench_row("  latency p99", bench_percentile(r->lat.v, r->lat.n, 99), 2, "ms", NULL);
 	bench_row("  client CPU", 100 * client / measure_s, 0, "%", "of one core");
 	bench_row("  server CPU", 100 * server / measure_s, 0, "%", "of one core");
+	if (r->fsyncs_ok && r->fsyncs[1] > r->fsyncs[0] && r->units > 0) {
+		double n = r->fsyncs[1] - r->fsyncs[0];
+
+		bench_row("  journal fdatasync per cycle", n / (double)r->units, 2, "",
+			  "3 durable requests per cycle");
+		bench_row("  journal fdatasync mean", 1000 * (r->fsync_s[1] - r->fsync_s[0]) / n, 3,
+			  "ms", NULL);
+	}
 	if (r->empty_claims)
 		bench_row("  empty claims (retried)", (double)r->empty_claims, 0, "", NULL);
 	if (r->reconnects)
