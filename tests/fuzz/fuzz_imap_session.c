@@ -33,8 +33,8 @@
 #define SEGMENT_BYTES (256 * 1024)
 /* Message limits of the fuzzed store: small, so inputs reach OVERQUOTA (a COPY of a mailbox onto
  * itself, repeated, would otherwise double it each time) and every input stays quick. */
-#define MAILBOX_MESSAGES 2000
-#define STORE_MESSAGES	 5000
+#define MAILBOX_MESSAGES 200
+#define STORE_MESSAGES	 1000
 
 /* The world every input starts from, and the loop of the session being run. */
 static struct store *store;
