@@ -3,6 +3,8 @@
 Every integration test imports this module; the test runner passes the daemon's path as
 `--imapqd PATH` (or the IMAPQD environment variable names it).
 """
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -184,6 +186,39 @@ class ApiTestCase(DaemonTestCase):
                 return value
             time.sleep(0.05)
         self.fail("timed out waiting for " + what)
+
+
+# PBKDF2 iterations of test users' hashes: the smallest the daemon accepts, so logins are quick.
+USERS_ITERATIONS = 1000
+
+
+def pbkdf2_hash(password):
+    """A users-file password hash (PBKDF2-SHA256, USERS_ITERATIONS, random salt)."""
+    salt = os.urandom(16)
+    key = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, USERS_ITERATIONS)
+    return "$pbkdf2-sha256$i=%d$%s$%s" % (USERS_ITERATIONS, base64.b64encode(salt).decode(),
+                                          base64.b64encode(key).decode())
+
+
+def token_hash(token):
+    """A users-file token hash."""
+    return "$sha256$" + base64.b64encode(hashlib.sha256(token.encode()).digest()).decode()
+
+
+def users_text(users):
+    """A users file for users, a dict of name: (grants, password, token)."""
+    lines = ["# test users"]
+    for name, (grants, password, token) in users.items():
+        lines.append("%s roles=%s password=%s tokens=%s" % (name, grants, pbkdf2_hash(password),
+                                                            token_hash(token)))
+    return "\n".join(lines) + "\n"
+
+
+def write_users(path, users):
+    """Writes users_text(users) to path, readable by its owner only (as the daemon demands)."""
+    with open(path, "w") as f:
+        f.write(users_text(users))
+    os.chmod(path, 0o600)
 
 
 def run_imapqd(args, timeout=30):

@@ -3,8 +3,6 @@ COPY and MOVE into a full mailbox answer NO [OVERQUOTA] and change nothing; GETQ
 GETQUOTA and SETQUOTA (RFC 9208) report and change a queue's limit, SETQUOTA only for admins;
 hidden roots answer like missing ones; HTTP enqueue (single and batch) into a full queue answers
 507 over_quota; and a job still reaches <queue>/dead when the dead letters are full."""
-import base64
-import hashlib
 import imaplib
 import json
 import os
@@ -20,7 +18,6 @@ for _name in ("MOVE", "GETMETADATA"):
     imaplib.Commands.setdefault(_name, ("AUTH", "SELECTED"))
 
 LIMIT = 3
-ITERATIONS = 1000
 USERS = {
     # name: (grants, password, token)
     "boss": ("admin", "boss-pw", "boss-token-" + "b" * 32),
@@ -30,26 +27,12 @@ USERS = {
 BODY = "Subject: q\r\n\r\nbody\r\n"
 
 
-def users_text():
-    lines = []
-    for name, (grants, password, token) in USERS.items():
-        salt = os.urandom(16)
-        key = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, ITERATIONS)
-        phash = "$pbkdf2-sha256$i=%d$%s$%s" % (ITERATIONS, base64.b64encode(salt).decode(),
-                                               base64.b64encode(key).decode())
-        thash = "$sha256$" + base64.b64encode(hashlib.sha256(token.encode()).digest()).decode()
-        lines.append("%s roles=%s password=%s tokens=%s" % (name, grants, phash, thash))
-    return "\n".join(lines) + "\n"
-
-
 class QuotaTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="imapq-quota-")
         cls.users_path = os.path.join(cls.dir, "users")
-        with open(cls.users_path, "w") as f:
-            f.write(users_text())
-        os.chmod(cls.users_path, 0o600)
+        harness.write_users(cls.users_path, USERS)
         cls.daemon = harness.Daemon(extra_args=["--users", cls.users_path,
                                                 "--max-queue-messages", str(LIMIT)]).start()
 

@@ -2,8 +2,6 @@
 queues matching `jobs*`, and an admin. Every allowed and refused path over IMAP (imaplib) and
 HTTP (http.client); hidden queues answer exactly like missing ones; the demo account is gone;
 a bad users file stops the start with a clear message; SIGHUP reloads the file."""
-import base64
-import hashlib
 import http.client
 import imaplib
 import json
@@ -20,21 +18,6 @@ import harness
 for _name in ("ENABLE", "GETMETADATA", "SETMETADATA", "MOVE"):
     imaplib.Commands.setdefault(_name, ("AUTH", "SELECTED"))
 
-# Iterations for the test users' hashes: the smallest the daemon accepts, to keep logins quick.
-ITERATIONS = 1000
-
-
-def pbkdf2_hash(password):
-    salt = os.urandom(16)
-    key = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, ITERATIONS)
-    return "$pbkdf2-sha256$i=%d$%s$%s" % (ITERATIONS, base64.b64encode(salt).decode(),
-                                          base64.b64encode(key).decode())
-
-
-def token_hash(token):
-    return "$sha256$" + base64.b64encode(hashlib.sha256(token.encode()).digest()).decode()
-
-
 USERS = {
     # name: (grants, password, token)
     "prod": ("producer", "prod-pw", "prod-token-" + "p" * 32),
@@ -43,22 +26,12 @@ USERS = {
 }
 
 
-def users_text(users):
-    lines = ["# test users"]
-    for name, (grants, password, token) in users.items():
-        lines.append("%s roles=%s password=%s tokens=%s" % (name, grants, pbkdf2_hash(password),
-                                                            token_hash(token)))
-    return "\n".join(lines) + "\n"
-
-
 class RolesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="imapq-roles-")
         cls.users_path = os.path.join(cls.dir, "users")
-        with open(cls.users_path, "w") as f:
-            f.write(users_text(USERS))
-        os.chmod(cls.users_path, 0o600)
+        harness.write_users(cls.users_path, USERS)
         cls.daemon = harness.Daemon(extra_args=["--users", cls.users_path]).start()
         for q in ("jobs", "jobs2", "secret"):
             status, _ = cls.http("boss", "PUT", "/v1/queues/" + q, {})
@@ -349,7 +322,7 @@ class RolesTest(unittest.TestCase):
         users = dict(USERS)
         users["late"] = ("consumer:secret", "late-pw", "late-token-" + "l" * 32)
         with open(self.users_path + ".new", "w") as f:
-            f.write(users_text(users))
+            f.write(harness.users_text(users))
         os.replace(self.users_path + ".new", self.users_path)
         self.daemon.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
@@ -480,9 +453,7 @@ class PatternEdgesTest(unittest.TestCase):
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="imapq-edges-")
         path = os.path.join(cls.dir, "users")
-        with open(path, "w") as f:
-            f.write(users_text(EDGE_USERS))
-        os.chmod(path, 0o600)
+        harness.write_users(path, EDGE_USERS)
         cls.daemon = harness.Daemon(extra_args=["--users", path]).start()
 
     @classmethod
