@@ -175,9 +175,14 @@ struct http_durable {
 
 struct http_server {
 	struct http_options opts;
-	struct MHD_Daemon *daemon;
+	/* Two libmicrohttpd daemons share the connections (http/http_accept.c). */
+	struct MHD_Daemon *poll_daemon;	 /* poll(): the first poll_cap connections */
+	struct MHD_Daemon *epoll_daemon; /* epoll: every other connection */
+	unsigned poll_cap;
+	atomic_uint poll_open;	/* connections handed to poll_daemon and not closed yet */
+	atomic_uint epoll_open; /* connections epoll_daemon started and has not closed */
 	unsigned port;
-	int listen_fd; /* closed after the daemon stops (MHD_quiesce_daemon()) */
+	int listen_fd; /* the acceptor's; closed after the daemons stop */
 	pthread_t acceptor;
 	bool acceptor_running;
 	atomic_bool accept_stop;
@@ -321,8 +326,13 @@ unsigned http_wait_count(struct http_waitlist *w);
 
 /* --- http_accept.c: the acceptor thread --- */
 
-/* Takes the listen socket over from libmicrohttpd and starts accepting for it. */
+/* Starts accepting on server->listen_fd for the two daemons. */
 imapq_err http_accept_start(struct http_server *server);
+/* libmicrohttpd's connection notices, one per daemon: keep poll_open and epoll_open. */
+void http_accept_on_poll_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+				    enum MHD_ConnectionNotificationCode code);
+void http_accept_on_epoll_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+				     enum MHD_ConnectionNotificationCode code);
 /* Stops accepting; the listen socket stays open until the caller closes it. */
 void http_accept_stop(struct http_server *server);
 

@@ -1,8 +1,19 @@
 /* The HTTP front's acceptor: one thread takes new connections from the listen socket and hands
- * them to libmicrohttpd with MHD_add_connection(), which gives each to a worker thread by its
- * descriptor number, so the workers carry even shares. Left to accept for themselves, the worker
- * that wakes first takes up to ten connections of a burst at a time, and with keep-alive clients
- * one thread can end up serving nearly all of them while the other idles. */
+ * each to one of two libmicrohttpd daemons with MHD_add_connection(), which gives it to a worker
+ * thread of that daemon by its descriptor number, so the workers carry even shares. Left to
+ * accept for themselves, the worker that wakes first takes up to ten connections of a burst at a
+ * time, and with keep-alive clients one thread can end up serving nearly all of them.
+ *
+ * The first connections, up to poll_cap open at once, go to a daemon that waits with poll(); the
+ * rest go to one that waits with epoll. A durable reply suspends its connection until its fsync
+ * and resumes it after; in epoll mode libmicrohttpd takes the socket out of its epoll set and
+ * puts it back for that (two epoll_ctl calls) and reads once more until EAGAIN, on every request.
+ * In poll mode none of that happens, but each wake-up polls every connection of the thread, so
+ * it only pays while a thread holds few. A connection stays with its daemon until it closes.
+ *
+ * Limits: poll_daemon can never hold more than poll_cap, so its own limits are set where they
+ * never refuse; epoll_daemon gets the rest of the total and of the per-address limit, so one
+ * address never holds more than IMAPQ_HTTP_MAX_PER_IP across both. */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -15,6 +26,44 @@
 /* Pause after an accept that failed for lack of descriptors or memory, so the thread does not
  * spin while the condition lasts; connections wait in the backlog meanwhile. */
 #define HTTP_ACCEPT_PAUSE_MS 50
+
+/* Gives the connection to poll_daemon while it has room, else to epoll_daemon. Only this thread
+ * counts up, and before the hand-over, so the close notice never finds the count at zero. A
+ * connection libmicrohttpd drops before it starts (no memory for its pool) is never counted out:
+ * the count then stays one high, which only sends more connections to epoll_daemon. */
+static void hand_over(struct http_server *server, int fd, struct sockaddr *addr, socklen_t len)
+{
+	if (atomic_load(&server->poll_open) < server->poll_cap) {
+		atomic_fetch_add(&server->poll_open, 1);
+		if (MHD_add_connection(server->poll_daemon, fd, addr, len) != MHD_YES)
+			atomic_fetch_sub(&server->poll_open, 1); /* refused: socket closed */
+		return;
+	}
+	/* Closes the socket itself when it refuses it (a connection limit). */
+	(void)MHD_add_connection(server->epoll_daemon, fd, addr, len);
+}
+
+void http_accept_on_poll_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+				    enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *server = cls;
+	(void)conn;
+	(void)socket_context;
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+		atomic_fetch_sub(&server->poll_open, 1);
+}
+
+void http_accept_on_epoll_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+				     enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *server = cls;
+	(void)conn;
+	(void)socket_context;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED)
+		atomic_fetch_add(&server->epoll_open, 1);
+	else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+		atomic_fetch_sub(&server->epoll_open, 1);
+}
 
 static void *acceptor_main(void *arg)
 {
@@ -30,8 +79,7 @@ static void *acceptor_main(void *arg)
 			break;
 		}
 		if (fd >= 0) {
-			/* Closes the socket itself when it refuses it (a connection limit). */
-			(void)MHD_add_connection(server->daemon, fd, (struct sockaddr *)&addr, len);
+			hand_over(server, fd, (struct sockaddr *)&addr, len);
 			continue;
 		}
 		if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN || errno == EPROTO)
@@ -45,11 +93,7 @@ static void *acceptor_main(void *arg)
 
 imapq_err http_accept_start(struct http_server *server)
 {
-	/* From now on libmicrohttpd's workers leave the listen socket alone. */
-	MHD_socket fd = MHD_quiesce_daemon(server->daemon);
-	if (fd == MHD_INVALID_SOCKET)
-		return IMAPQ_E_UNAVAILABLE;
-	server->listen_fd = fd;
+	int fd = server->listen_fd;
 	/* The acceptor blocks in accept4(); shutdown() of the socket wakes it to stop. */
 	int fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0)

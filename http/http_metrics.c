@@ -46,8 +46,18 @@ static void http_metrics(struct http_server *server, struct buf *b)
 	buf_printf(b,
 		   "# HELP imapq_http_long_polls Claims parked waiting for a job.\n"
 		   "# TYPE imapq_http_long_polls gauge\n"
-		   "imapq_http_long_polls %u\n",
-		   http_wait_count(&server->wait));
+		   "imapq_http_long_polls %u\n"
+		   "# HELP imapq_http_connections Open HTTP connections, by the daemon serving "
+		   "them.\n"
+		   "# TYPE imapq_http_connections gauge\n"
+		   "imapq_http_connections{daemon=\"poll\"} %u\n"
+		   "imapq_http_connections{daemon=\"epoll\"} %u\n"
+		   "# HELP imapq_http_poll_connections_max Connections the poll daemon takes "
+		   "before new ones go to the epoll daemon.\n"
+		   "# TYPE imapq_http_poll_connections_max gauge\n"
+		   "imapq_http_poll_connections_max %u\n",
+		   http_wait_count(&server->wait), atomic_load(&server->poll_open),
+		   atomic_load(&server->epoll_open), server->poll_cap);
 }
 
 /* Journal figures from the store. */

@@ -413,9 +413,73 @@ static unsigned pool_size(void)
 	return n < 2 ? 2 : n > IMAPQ_HTTP_MAX_THREADS ? IMAPQ_HTTP_MAX_THREADS : n;
 }
 
+/* Starts one libmicrohttpd daemon without a listen socket (the acceptor hands it connections):
+ * poll() or epoll (poll), with at most limit connections and per_ip from one address (0: no
+ * limit of its own). */
+static struct MHD_Daemon *start_daemon(struct http_server *server, bool poll, unsigned limit,
+				       unsigned per_ip)
+{
+	const struct http_options *opts = &server->opts;
+	unsigned flags = (poll ? MHD_USE_POLL_INTERNAL_THREAD : MHD_USE_EPOLL_INTERNAL_THREAD) |
+			 MHD_USE_NO_LISTEN_SOCKET | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+			 MHD_USE_ERROR_LOG;
+	/* HTTPS: libmicrohttpd's TLS is GnuTLS, held to the same floor as the IMAP listeners. */
+	struct MHD_OptionItem tls_options[] = {
+	    {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)opts->tls_cert_pem},
+	    {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)opts->tls_key_pem},
+	    {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)HTTP_TLS_PRIORITIES},
+	    {MHD_OPTION_END, 0, NULL},
+	};
+	if (opts->tls_cert_pem != NULL && opts->tls_key_pem != NULL)
+		flags |= MHD_USE_TLS;
+	else
+		tls_options[0].option = MHD_OPTION_END;
+	MHD_NotifyConnectionCallback notify =
+	    poll ? http_accept_on_poll_connection : http_accept_on_epoll_connection;
+	return MHD_start_daemon(
+	    flags, 0, NULL, NULL, on_access, server, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+	    MHD_OPTION_THREAD_POOL_SIZE, pool_size(), MHD_OPTION_CONNECTION_LIMIT, limit,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    (size_t)IMAPQ_HTTP_CONNECTION_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)IMAPQ_HTTP_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
+	    MHD_OPTION_NOTIFY_CONNECTION, notify, server, MHD_OPTION_UNESCAPE_CALLBACK,
+	    unescape_none, NULL, MHD_OPTION_ARRAY, tls_options, MHD_OPTION_END);
+}
+
+/* Starts both daemons, with the limits http/http_accept.c explains. */
+static imapq_err start_daemons(struct http_server *server)
+{
+	server->poll_cap = pool_size() * IMAPQ_HTTP_POLL_PER_THREAD;
+	server->poll_daemon = start_daemon(server, true, IMAPQ_HTTP_MAX_CONNECTIONS, 0);
+	if (server->poll_daemon == NULL)
+		return IMAPQ_E_UNAVAILABLE;
+	server->epoll_daemon =
+	    start_daemon(server, false, IMAPQ_HTTP_MAX_CONNECTIONS - server->poll_cap,
+			 IMAPQ_HTTP_MAX_PER_IP - server->poll_cap);
+	if (server->epoll_daemon == NULL) {
+		MHD_stop_daemon(server->poll_daemon);
+		server->poll_daemon = NULL;
+		return IMAPQ_E_UNAVAILABLE;
+	}
+	return IMAPQ_OK;
+}
+
+static void stop_daemons(struct http_server *server)
+{
+	MHD_stop_daemon(server->poll_daemon);
+	MHD_stop_daemon(server->epoll_daemon);
+	server->poll_daemon = NULL;
+	server->epoll_daemon = NULL;
+}
+
 imapq_err http_server_create(const struct http_options *opts, struct http_server **server_r)
 {
 	*server_r = NULL;
+	if (opts->tls_cert_pem != NULL && opts->tls_key_pem != NULL &&
+	    MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		log_error("http", "this libmicrohttpd was built without TLS");
+		return IMAPQ_E_UNAVAILABLE;
+	}
 	struct http_server *server = calloc(1, sizeof *server);
 	if (server == NULL)
 		return IMAPQ_E_NOMEM;
@@ -432,59 +496,26 @@ imapq_err http_server_create(const struct http_options *opts, struct http_server
 		free(server);
 		return err;
 	}
-	int fd;
-	err = net_listen(opts->host, opts->port, HTTP_BACKLOG, &fd, &server->port);
+	err = net_listen(opts->host, opts->port, HTTP_BACKLOG, &server->listen_fd, &server->port);
 	if (err != IMAPQ_OK) {
 		http_durable_fini(server);
 		http_wait_fini(&server->wait);
 		free(server);
 		return err;
 	}
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-			 MHD_USE_ERROR_LOG;
-	/* HTTPS: libmicrohttpd's TLS is GnuTLS, held to the same floor as the IMAP listeners. */
-	struct MHD_OptionItem tls_options[] = {
-	    {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)opts->tls_cert_pem},
-	    {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)opts->tls_key_pem},
-	    {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)HTTP_TLS_PRIORITIES},
-	    {MHD_OPTION_END, 0, NULL},
-	};
-	bool tls = opts->tls_cert_pem != NULL && opts->tls_key_pem != NULL;
-	if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
-		log_error("http", "this libmicrohttpd was built without TLS");
-		close(fd);
-		http_durable_fini(server);
-		http_wait_fini(&server->wait);
-		free(server);
-		return IMAPQ_E_UNAVAILABLE;
-	}
-	if (tls)
-		flags |= MHD_USE_TLS;
-	else
-		tls_options[0].option = MHD_OPTION_END;
-	server->daemon = MHD_start_daemon(
-	    flags, 0, NULL, NULL, on_access, server, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-	    MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE, pool_size(),
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)IMAPQ_HTTP_MAX_CONNECTIONS,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)IMAPQ_HTTP_MAX_PER_IP,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)IMAPQ_HTTP_CONNECTION_MEMORY,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IMAPQ_HTTP_TIMEOUT_S,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_UNESCAPE_CALLBACK,
-	    unescape_none, NULL, MHD_OPTION_ARRAY, tls_options, MHD_OPTION_END);
-	if (server->daemon == NULL) {
+	err = start_daemons(server);
+	if (err != IMAPQ_OK)
 		log_error("http", "libmicrohttpd failed to start");
-		close(fd);
-		http_durable_fini(server);
-		http_wait_fini(&server->wait);
-		free(server);
-		return IMAPQ_E_UNAVAILABLE;
+	if (err == IMAPQ_OK) {
+		err = http_accept_start(server);
+		if (err != IMAPQ_OK) {
+			log_error("http", "cannot start accepting connections: %s",
+				  imapq_err_message(err));
+			stop_daemons(server);
+		}
 	}
-	server->listen_fd = fd;
-	err = http_accept_start(server);
 	if (err != IMAPQ_OK) {
-		log_error("http", "cannot start accepting connections: %s", imapq_err_message(err));
-		MHD_stop_daemon(server->daemon);
-		close(fd);
+		close(server->listen_fd);
 		http_durable_fini(server);
 		http_wait_fini(&server->wait);
 		free(server);
@@ -517,8 +548,7 @@ void http_server_stop(struct http_server *server)
 	/* Held replies are resumed too; from now on a reply waits for its LSN in its thread. */
 	http_durable_close(server);
 	http_accept_stop(server);
-	MHD_stop_daemon(server->daemon);
-	server->daemon = NULL;
+	stop_daemons(server);
 	close(server->listen_fd);
 	log_info("http", "stopped");
 }

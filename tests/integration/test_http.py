@@ -489,6 +489,71 @@ class LongPolls(HttpTestCase):
         self.assertEqual(len({j["id"] for j in got}), 40)
 
 
+class Connections(HttpTestCase):
+    """The first connections go to the poll daemon, the rest to the epoll daemon; both serve
+    durable replies and long polls, and closing gives the poll daemon its room back."""
+
+    def counts(self):
+        status, _, text = self.api.call("GET", "/metrics")
+        self.assertEqual(status, 200)
+        text = text.decode()
+
+        def value(pattern):
+            return int(re.search(pattern + r" (\d+)", text).group(1))
+        return (value(r'imapq_http_connections\{daemon="poll"\}'),
+                value(r'imapq_http_connections\{daemon="epoll"\}'),
+                value(r"imapq_http_poll_connections_max"))
+
+    def test_connections_past_the_poll_daemon(self):
+        q = self.queue()
+        poll, epoll, cap = self.counts()
+        self.assertEqual((poll, epoll), (1, 0))  # this test's own connection
+        self.assertGreater(cap, 0)
+        extra = 12
+        apis = [Api(self.port, self.token) for _ in range(cap - 1 + extra)]
+        try:
+            ids = set()
+            for i, api in enumerate(apis):
+                status, _, body = api.call("POST", "/v1/queues/%s/messages" % q, {"n": i})
+                self.assertEqual(status, 201, body)
+                ids.add(body["id"])
+            self.assertEqual(len(ids), len(apis))
+            self.assertEqual(self.counts()[:2], (cap, extra))
+            # A long poll on a connection of each daemon, woken by enqueues.
+            q2 = self.queue()
+            results = [{}, {}]
+
+            def claim(api, result):
+                result["status"], _, result["body"] = api.call(
+                    "POST", "/v1/queues/%s/claims" % q2, {"wait": 20})
+            threads = [threading.Thread(target=claim, args=(apis[0], results[0])),
+                       threading.Thread(target=claim, args=(apis[-1], results[1]))]
+            for t in threads:
+                t.start()
+            time.sleep(0.5)
+            self.enqueue(q2, {"wake": 1})
+            self.enqueue(q2, {"wake": 2})
+            for t in threads:
+                t.join(30)
+            self.assertEqual([r["status"] for r in results], [200, 200], results)
+            woke = {r["body"]["messages"][0]["body"]["wake"] for r in results}
+            self.assertEqual(woke, {1, 2})
+        finally:
+            for api in apis:
+                api.close()
+        deadline = time.monotonic() + 10
+        while self.counts()[:2] != (1, 0):
+            self.assertLess(time.monotonic(), deadline, self.counts())
+            time.sleep(0.05)
+        # The poll daemon takes new connections again.
+        api = Api(self.port, self.token)
+        try:
+            self.assertEqual(api.call("GET", "/healthz")[0], 200)
+            self.assertEqual(self.counts()[:2], (2, 0))
+        finally:
+            api.close()
+
+
 class Drain(HttpTestCase):
     JOBS = 2000
 

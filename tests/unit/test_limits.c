@@ -29,6 +29,8 @@ static void test_relations(void **state)
 	assert_true(IMAPQ_AUTH_TIMEOUT_S >= 30 * 60);
 	assert_true(IMAPQ_MAX_CONNECTIONS_PER_ADDR <= IMAPQ_MAX_CONNECTIONS);
 	assert_true(IMAPQ_HTTP_MAX_PER_IP <= IMAPQ_HTTP_MAX_CONNECTIONS);
+	/* The poll daemon's share comes out of the per-address limit (http/http_accept.c). */
+	assert_true(IMAPQ_HTTP_POLL_PER_THREAD * IMAPQ_HTTP_MAX_THREADS < IMAPQ_HTTP_MAX_PER_IP);
 	/* A refused APPEND of any size up to the limit can be skipped to keep the stream. */
 	assert_true(IMAPQ_MAX_LITERAL_DRAIN >= IMAPQ_MAX_MESSAGE_SIZE);
 	assert_true(IMAPQ_HTTP_MAX_DRAIN >= IMAPQ_HTTP_MAX_BODY);
