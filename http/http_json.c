@@ -230,21 +230,31 @@ void http_receipt_format(struct queue_receipt r, char *buf, size_t cap)
 
 void http_time_format(int64_t t, char *buf, size_t cap)
 {
-	/* Replies name the same few seconds over and over: each thread keeps the last one it
-	 * formatted, which spares gmtime_r's lock and strftime. */
-	static _Thread_local int64_t cached_t = INT64_MIN;
-	static _Thread_local char cached[32];
-	static _Thread_local size_t cached_len;
-	if (t != cached_t) {
-		time_t tt = (time_t)t;
-		struct tm tm;
-		if (gmtime_r(&tt, &tm) == NULL ||
-		    strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-			snprintf(cached, sizeof cached, "1970-01-01T00:00:00Z");
-		cached_len = strlen(cached);
-		cached_t = t;
+	/* Replies name the same few seconds over and over: each thread keeps the last two it
+	 * formatted, which spares gmtime_r's lock and strftime. Two, because a claimed job's
+	 * reply names its enqueue time and its lease's end in turn. */
+	static _Thread_local struct {
+		int64_t t;
+		char text[32];
+		size_t len;
+	} cached[2] = {{.t = INT64_MIN}, {.t = INT64_MIN}};
+	static _Thread_local unsigned older;
+	for (unsigned i = 0; i < 2; i++) {
+		if (cached[i].t == t) {
+			copy_text(buf, cap, cached[i].text, cached[i].len);
+			return;
+		}
 	}
-	copy_text(buf, cap, cached, cached_len);
+	unsigned i = older;
+	older ^= 1;
+	time_t tt = (time_t)t;
+	struct tm tm;
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(cached[i].text, sizeof cached[i].text, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(cached[i].text, sizeof cached[i].text, "1970-01-01T00:00:00Z");
+	cached[i].len = strlen(cached[i].text);
+	cached[i].t = t;
+	copy_text(buf, cap, cached[i].text, cached[i].len);
 }
 
 bool http_json_add_u64_string(cJSON *obj, const char *key, uint64_t v)

@@ -16,7 +16,10 @@
 /* Milliseconds events gather before the service thread handles them: bounds its wake-ups under
  * load, while long polls still wake within about a millisecond. */
 #define QUEUE_DRAIN_DELAY_MS 1
-#define QUEUE_LOG	     "queue"
+/* Events a drained buffer may hold and still be kept for the next drain: the two buffers take
+ * turns, so a steady load allocates nothing, while a burst's large buffer is given back. */
+#define QUEUE_EVENTS_KEEP 4096
+#define QUEUE_LOG	  "queue"
 
 /* Seconds a $Delayed message without a not-before time waits before the service releases it:
  * an enqueue with a delay appends first and sets the time a moment later. */
@@ -112,6 +115,8 @@ struct queue_service {
 	bool drain_posted; /* a drain is posted to the loop and has not started */
 
 	/* The service's thread only. */
+	struct queue_event *spare; /* the last drain's buffer, swapped in for pending next time */
+	size_t spare_cap;
 	struct queue_timer_set timers;
 	struct loop_timer *wake_timer;
 	uint64_t wake_at_ms; /* wall-clock time the wake timer was armed for */

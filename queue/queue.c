@@ -380,6 +380,7 @@ void queue_service_destroy(struct queue_service **qsp)
 	}
 	free(qs->boxes);
 	free(qs->pending);
+	free(qs->spare);
 	pthread_cond_destroy(&qs->fired);
 	pthread_mutex_destroy(&qs->mu);
 	free(qs);

@@ -259,9 +259,10 @@ void queue_timers_drain(void *arg)
 	struct queue_service *qs = arg;
 	pthread_mutex_lock(&qs->mu);
 	struct queue_event *events = qs->pending;
-	size_t n = qs->npending;
-	qs->pending = NULL;
-	qs->npending = qs->pending_cap = 0;
+	size_t n = qs->npending, cap = qs->pending_cap;
+	qs->pending = qs->spare;
+	qs->pending_cap = qs->spare_cap;
+	qs->npending = 0;
 	qs->drain_posted = false;
 	pthread_mutex_unlock(&qs->mu);
 	for (size_t i = 0; i < n && !atomic_load(&qs->stopping); i++) {
@@ -270,7 +271,13 @@ void queue_timers_drain(void *arg)
 		else
 			handle_message(qs, &events[i]);
 	}
-	free(events);
+	if (cap > QUEUE_EVENTS_KEEP) {
+		free(events);
+		events = NULL;
+		cap = 0;
+	}
+	qs->spare = events;
+	qs->spare_cap = cap;
 	arm(qs);
 }
 

@@ -170,6 +170,19 @@ static void test_receipts_and_numbers(void **state)
 
 	http_time_format(86400 * 365, text, sizeof text);
 	assert_string_equal(text, "1971-01-01T00:00:00Z");
+	/* The per-thread cache keeps two times: alternating, then a third, each still right. */
+	for (int i = 0; i < 3; i++) {
+		http_time_format(0, text, sizeof text);
+		assert_string_equal(text, "1970-01-01T00:00:00Z");
+		http_time_format(86400 * 365 + 61, text, sizeof text);
+		assert_string_equal(text, "1971-01-01T00:01:01Z");
+	}
+	http_time_format(951782400, text, sizeof text);
+	assert_string_equal(text, "2000-02-29T00:00:00Z");
+	http_time_format(0, text, sizeof text);
+	assert_string_equal(text, "1970-01-01T00:00:00Z");
+	http_time_format(951782400, text, 11);
+	assert_string_equal(text, "2000-02-29");
 	assert_true(http_content_type_is_json("application/json; charset=utf-8"));
 	assert_true(http_content_type_is_json("Application/JSON"));
 	assert_true(http_content_type_is_json("application/problem+json"));
