@@ -180,7 +180,7 @@ struct http_server {
 	struct MHD_Daemon *epoll_daemon; /* epoll: every other connection */
 	unsigned poll_cap;
 	atomic_uint poll_open;	/* connections handed to poll_daemon and not closed yet */
-	atomic_uint epoll_open; /* connections epoll_daemon started and has not closed */
+	atomic_uint epoll_open; /* connections handed to epoll_daemon and not closed yet */
 	unsigned port;
 	int listen_fd; /* the acceptor's; closed after the daemons stop */
 	pthread_t acceptor;
@@ -328,11 +328,10 @@ unsigned http_wait_count(struct http_waitlist *w);
 
 /* Starts accepting on server->listen_fd for the two daemons. */
 imapq_err http_accept_start(struct http_server *server);
-/* libmicrohttpd's connection notices, one per daemon: keep poll_open and epoll_open. */
-void http_accept_on_poll_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-				    enum MHD_ConnectionNotificationCode code);
-void http_accept_on_epoll_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-				     enum MHD_ConnectionNotificationCode code);
+/* libmicrohttpd's connection notice for both daemons, cls their count (poll_open or
+ * epoll_open): counts a closed connection out. */
+void http_accept_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			       enum MHD_ConnectionNotificationCode code);
 /* Stops accepting; the listen socket stays open until the caller closes it. */
 void http_accept_stop(struct http_server *server);
 

@@ -27,42 +27,31 @@
  * spin while the condition lasts; connections wait in the backlog meanwhile. */
 #define HTTP_ACCEPT_PAUSE_MS 50
 
-/* Gives the connection to poll_daemon while it has room, else to epoll_daemon. Only this thread
- * counts up, and before the hand-over, so the close notice never finds the count at zero. A
- * connection libmicrohttpd drops before it starts (no memory for its pool) is never counted out:
- * the count then stays one high, which only sends more connections to epoll_daemon. */
+/* Gives the connection to poll_daemon while it has room, else to epoll_daemon, and counts it
+ * into that daemon's open connections. Only this thread counts up, and before the hand-over, so
+ * the close notice never finds a count at zero. A connection libmicrohttpd drops after taking it
+ * but before it starts (no memory for its pool; at the total limit, a pool thread found full) is
+ * never counted out: its count then stays one high, which for poll_open only sends more
+ * connections to epoll_daemon. */
 static void hand_over(struct http_server *server, int fd, struct sockaddr *addr, socklen_t len)
 {
-	if (atomic_load(&server->poll_open) < server->poll_cap) {
-		atomic_fetch_add(&server->poll_open, 1);
-		if (MHD_add_connection(server->poll_daemon, fd, addr, len) != MHD_YES)
-			atomic_fetch_sub(&server->poll_open, 1); /* refused: socket closed */
-		return;
-	}
+	bool poll = atomic_load(&server->poll_open) < server->poll_cap;
+	atomic_uint *open = poll ? &server->poll_open : &server->epoll_open;
+	atomic_fetch_add(open, 1);
 	/* Closes the socket itself when it refuses it (a connection limit). */
-	(void)MHD_add_connection(server->epoll_daemon, fd, addr, len);
+	if (MHD_add_connection(poll ? server->poll_daemon : server->epoll_daemon, fd, addr, len) !=
+	    MHD_YES)
+		atomic_fetch_sub(open, 1);
 }
 
-void http_accept_on_poll_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-				    enum MHD_ConnectionNotificationCode code)
+void http_accept_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			       enum MHD_ConnectionNotificationCode code)
 {
-	struct http_server *server = cls;
+	atomic_uint *open = cls;
 	(void)conn;
 	(void)socket_context;
 	if (code == MHD_CONNECTION_NOTIFY_CLOSED)
-		atomic_fetch_sub(&server->poll_open, 1);
-}
-
-void http_accept_on_epoll_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-				     enum MHD_ConnectionNotificationCode code)
-{
-	struct http_server *server = cls;
-	(void)conn;
-	(void)socket_context;
-	if (code == MHD_CONNECTION_NOTIFY_STARTED)
-		atomic_fetch_add(&server->epoll_open, 1);
-	else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
-		atomic_fetch_sub(&server->epoll_open, 1);
+		atomic_fetch_sub(open, 1);
 }
 
 static void *acceptor_main(void *arg)

@@ -413,11 +413,11 @@ static unsigned pool_size(void)
 	return n < 2 ? 2 : n > IMAPQ_HTTP_MAX_THREADS ? IMAPQ_HTTP_MAX_THREADS : n;
 }
 
-/* Starts one libmicrohttpd daemon without a listen socket (the acceptor hands it connections):
- * poll() or epoll (poll), with at most limit connections and per_ip from one address (0: no
- * limit of its own). */
+/* Starts one libmicrohttpd daemon without a listen socket (the acceptor hands it connections),
+ * waiting with poll() when poll is set and with epoll otherwise, with at most limit connections
+ * and per_ip from one address (0: no limit of its own); open counts its open connections. */
 static struct MHD_Daemon *start_daemon(struct http_server *server, bool poll, unsigned limit,
-				       unsigned per_ip)
+				       unsigned per_ip, atomic_uint *open)
 {
 	const struct http_options *opts = &server->opts;
 	unsigned flags = (poll ? MHD_USE_POLL_INTERNAL_THREAD : MHD_USE_EPOLL_INTERNAL_THREAD) |
@@ -434,28 +434,28 @@ static struct MHD_Daemon *start_daemon(struct http_server *server, bool poll, un
 		flags |= MHD_USE_TLS;
 	else
 		tls_options[0].option = MHD_OPTION_END;
-	MHD_NotifyConnectionCallback notify =
-	    poll ? http_accept_on_poll_connection : http_accept_on_epoll_connection;
 	return MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_access, server, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
 	    MHD_OPTION_THREAD_POOL_SIZE, pool_size(), MHD_OPTION_CONNECTION_LIMIT, limit,
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 	    (size_t)IMAPQ_HTTP_CONNECTION_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
 	    (unsigned)IMAPQ_HTTP_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
-	    MHD_OPTION_NOTIFY_CONNECTION, notify, server, MHD_OPTION_UNESCAPE_CALLBACK,
-	    unescape_none, NULL, MHD_OPTION_ARRAY, tls_options, MHD_OPTION_END);
+	    MHD_OPTION_NOTIFY_CONNECTION, http_accept_on_connection, open,
+	    MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL, MHD_OPTION_ARRAY, tls_options,
+	    MHD_OPTION_END);
 }
 
 /* Starts both daemons, with the limits http/http_accept.c explains. */
 static imapq_err start_daemons(struct http_server *server)
 {
 	server->poll_cap = pool_size() * IMAPQ_HTTP_POLL_PER_THREAD;
-	server->poll_daemon = start_daemon(server, true, IMAPQ_HTTP_MAX_CONNECTIONS, 0);
+	server->poll_daemon =
+	    start_daemon(server, true, IMAPQ_HTTP_MAX_CONNECTIONS, 0, &server->poll_open);
 	if (server->poll_daemon == NULL)
 		return IMAPQ_E_UNAVAILABLE;
 	server->epoll_daemon =
 	    start_daemon(server, false, IMAPQ_HTTP_MAX_CONNECTIONS - server->poll_cap,
-			 IMAPQ_HTTP_MAX_PER_IP - server->poll_cap);
+			 IMAPQ_HTTP_MAX_PER_IP - server->poll_cap, &server->epoll_open);
 	if (server->epoll_daemon == NULL) {
 		MHD_stop_daemon(server->poll_daemon);
 		server->poll_daemon = NULL;
@@ -504,15 +504,11 @@ imapq_err http_server_create(const struct http_options *opts, struct http_server
 		return err;
 	}
 	err = start_daemons(server);
-	if (err != IMAPQ_OK)
+	if (err != IMAPQ_OK) {
 		log_error("http", "libmicrohttpd failed to start");
-	if (err == IMAPQ_OK) {
-		err = http_accept_start(server);
-		if (err != IMAPQ_OK) {
-			log_error("http", "cannot start accepting connections: %s",
-				  imapq_err_message(err));
-			stop_daemons(server);
-		}
+	} else if ((err = http_accept_start(server)) != IMAPQ_OK) {
+		log_error("http", "cannot start accepting connections: %s", imapq_err_message(err));
+		stop_daemons(server);
 	}
 	if (err != IMAPQ_OK) {
 		close(server->listen_fd);

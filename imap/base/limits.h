@@ -168,8 +168,9 @@
 /* Connections per pool thread served by the poll() daemon; later ones go to the epoll daemon.
  * Every durable reply suspends and resumes its connection: in epoll mode libmicrohttpd pays two
  * epoll_ctl calls and an extra read for that, in poll mode nothing, but a poll() looks at every
- * connection of its thread on each wake-up. At 16 per thread poll mode gave a third to a half
- * more cycles; with 48 idle connections more per thread it gave half as many (docs/http.md). */
+ * connection of its thread on each wake-up. With 16 busy connections per thread poll mode gave
+ * a tenth more cycles; with 48 idle connections more per thread it gave half as many
+ * (docs/benchmarks.md, "Figures with a poll daemon for the first connections"). */
 #define IMAPQ_HTTP_POLL_PER_THREAD 16
 /* Milliseconds shutdown waits for resumed long polls and in-flight requests to finish. */
 #define IMAPQ_HTTP_SHUTDOWN_GRACE_MS 2000

@@ -140,6 +140,27 @@ static void test_delays(void **state)
 	assert_int_equal(j.attempts, 1);
 }
 
+/* A burst of changes larger than the event buffer the service keeps between drains
+ * (QUEUE_EVENTS_KEEP), then a small one: every delay is still scheduled and released. */
+#define BURST_JOBS 5000
+static void test_delays_of_a_burst(void **state)
+{
+	struct queue_fixture *f = *state;
+	static struct queue_new_job jobs[BURST_JOBS];
+	for (int i = 0; i < BURST_JOBS; i++)
+		jobs[i] = (struct queue_new_job){
+		    .payload = "burst", .len = 5, .content_type = "text/plain", .delay = 1};
+	size_t done = 0;
+	assert_int_equal(queue_enqueue_batch(f->qs, "jobs", jobs, BURST_JOBS, NULL, &done, NULL),
+			 IMAPQ_OK);
+	assert_int_equal(done, BURST_JOBS);
+	assert_int_equal(queue_enqueue_batch(f->qs, "jobs", jobs, 100, NULL, &done, NULL),
+			 IMAPQ_OK);
+	assert_int_equal(stats_of(f, "jobs").delayed, BURST_JOBS + 100);
+	assert_true(wait_ready(f, BURST_JOBS + 100, 30000));
+	assert_int_equal(stats_of(f, "jobs").delayed, 0);
+}
+
 static void test_dead_letter_retention(void **state)
 {
 	struct queue_fixture *f = *state;
@@ -171,6 +192,8 @@ int main(void)
 					    queue_fixture_setup_short_lease,
 					    queue_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_delays, queue_fixture_setup_short_lease,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_delays_of_a_burst, queue_fixture_setup_short_lease,
 					    queue_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_dead_letter_retention,
 					    queue_fixture_setup_short_lease,
