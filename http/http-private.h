@@ -99,6 +99,12 @@ void http_receipt_format(struct queue_receipt r, char *buf, size_t cap);
 bool http_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out);
 /* Formats seconds since the epoch as RFC 3339 UTC ("2024-01-02T03:04:05Z") into buf (>= 32). */
 void http_time_format(int64_t t, char *buf, size_t cap);
+/* The member adders below take key as a string literal: cJSON keeps the pointer instead of a
+ * copy, which spares an allocation per member of every reply. */
+/* Adds item to obj under key, or deletes it; false when item is NULL or memory is short. */
+bool http_json_put(cJSON *obj, const char *key, cJSON *item);
+/* Adds a copy of value as a string member; false when memory is short. */
+bool http_json_add_string(cJSON *obj, const char *key, const char *value);
 /* Adds a decimal string member (ids, mod-sequences) to obj; false when memory is short. */
 bool http_json_add_u64_string(cJSON *obj, const char *key, uint64_t v);
 /* Adds an unsigned integer as a JSON number member, printed without cJSON's floating-point

@@ -169,7 +169,7 @@ static enum MHD_Result enqueue_batch(struct http_request *req, const cJSON *list
 	cJSON *root = cJSON_CreateObject();
 	cJSON *ids = cJSON_AddArrayToObject(root, "messages");
 	if (err != IMAPQ_OK || ids == NULL ||
-	    !cJSON_AddStringToObject(root, "queue", req->target.queue)) {
+	    !http_json_add_string(root, "queue", req->target.queue)) {
 		ret = http_reply_error(req, err != IMAPQ_OK ? err : IMAPQ_E_NOMEM, why);
 		cJSON_Delete(root);
 		goto out;
@@ -263,8 +263,8 @@ enum MHD_Result http_handle_enqueue(struct http_request *req)
 		return http_reply_error(req, err, NULL);
 	http_after(req, lsn);
 	cJSON *root = cJSON_CreateObject();
-	if (!http_json_add_u64_string(root, "id", job.id) ||
-	    !cJSON_AddStringToObject(root, "queue", req->target.queue)) {
+	if (root == NULL || !http_json_add_u64_string(root, "id", job.id) ||
+	    !http_json_add_string(root, "queue", req->target.queue)) {
 		cJSON_Delete(root);
 		return http_reply_error(req, IMAPQ_E_NOMEM, NULL);
 	}
@@ -283,11 +283,11 @@ static imapq_err add_body(cJSON *obj, char *payload, size_t len, const char *cty
 		    probe != NULL && strspn(end, " \t\r\n") == len - (size_t)(end - payload);
 		cJSON_Delete(probe);
 		if (whole)
-			return cJSON_AddRawToObject(obj, "body", payload) ? IMAPQ_OK
-									  : IMAPQ_E_NOMEM;
+			return http_json_put(obj, "body", cJSON_CreateRaw(payload)) ? IMAPQ_OK
+										    : IMAPQ_E_NOMEM;
 	}
 	if (http_utf8_valid(payload, len))
-		return cJSON_AddStringToObject(obj, "body", payload) ? IMAPQ_OK : IMAPQ_E_NOMEM;
+		return http_json_add_string(obj, "body", payload) ? IMAPQ_OK : IMAPQ_E_NOMEM;
 	if (len > IMAPQ_MAX_MESSAGE_SIZE)
 		return IMAPQ_E_TOOBIG;
 	char *b64 = malloc(4 * ((len + 2) / 3) + 1);
@@ -325,18 +325,19 @@ imapq_err http_job_to_json(struct http_request *req, const struct queue_job *job
 		return IMAPQ_E_NOMEM;
 	cJSON_AddItemToArray(array, obj);
 	http_json_add_u64_string(obj, "id", job->id);
-	cJSON_AddStringToObject(obj, "state", state_name(job->state));
+	/* The state names are constants: referenced, not copied. */
+	http_json_put(obj, "state", cJSON_CreateStringReference(state_name(job->state)));
 	if (job->state == QUEUE_CLAIMED) {
 		http_receipt_format(job->receipt, text, sizeof text);
-		cJSON_AddStringToObject(obj, "receipt", text);
+		http_json_add_string(obj, "receipt", text);
 	}
 	http_json_add_u64_string(obj, "modseq", job->receipt.modseq);
 	http_json_add_uint(obj, "attempts", job->attempts);
 	http_time_format(job->enqueued_at, text, sizeof text);
-	cJSON_AddStringToObject(obj, "enqueued_at", text);
+	http_json_add_string(obj, "enqueued_at", text);
 	if (job->due != 0 && (job->state == QUEUE_CLAIMED || job->state == QUEUE_DELAYED)) {
 		http_time_format(job->due, text, sizeof text);
-		cJSON_AddStringToObject(
+		http_json_add_string(
 		    obj, job->state == QUEUE_CLAIMED ? "lease_until" : "not_before", text);
 	}
 	http_json_add_uint(obj, "size", job->size);
@@ -355,7 +356,7 @@ imapq_err http_job_to_json(struct http_request *req, const struct queue_job *job
 		return IMAPQ_E_NOMEM;
 	}
 	terminated[len] = '\0';
-	cJSON_AddStringToObject(obj, "content_type", ctype[0] ? ctype : "text/plain");
+	http_json_add_string(obj, "content_type", ctype[0] ? ctype : "text/plain");
 	err = add_body(obj, terminated, len, ctype);
 	free(terminated);
 	return err;
@@ -365,8 +366,8 @@ imapq_err http_job_to_json(struct http_request *req, const struct queue_job *job
 static enum MHD_Result claim_reply(struct http_request *req, struct queue_job *jobs, uint32_t n)
 {
 	cJSON *root = cJSON_CreateObject();
-	cJSON *list = cJSON_AddArrayToObject(root, "messages");
-	imapq_err err = list ? IMAPQ_OK : IMAPQ_E_NOMEM;
+	cJSON *list = cJSON_CreateArray();
+	imapq_err err = http_json_put(root, "messages", list) ? IMAPQ_OK : IMAPQ_E_NOMEM;
 	for (uint32_t i = 0; i < n && err == IMAPQ_OK; i++)
 		err = http_job_to_json(req, &jobs[i], true, list);
 	req->claimed = jobs;
@@ -568,9 +569,9 @@ enum MHD_Result http_handle_settle(struct http_request *req)
 	char text[48];
 	cJSON *reply = cJSON_CreateObject();
 	http_receipt_format(renewed, text, sizeof text);
-	cJSON_AddStringToObject(reply, "receipt", text);
+	http_json_add_string(reply, "receipt", text);
 	http_time_format((int64_t)time(NULL) + lease, text, sizeof text);
-	cJSON_AddStringToObject(reply, "lease_until", text);
+	http_json_add_string(reply, "lease_until", text);
 	return http_reply_json(req, 200, reply);
 }
 

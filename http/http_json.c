@@ -257,16 +257,32 @@ void http_time_format(int64_t t, char *buf, size_t cap)
 	copy_text(buf, cap, cached[i].text, cached[i].len);
 }
 
+bool http_json_put(cJSON *obj, const char *key, cJSON *item)
+{
+	if (item == NULL)
+		return false;
+	if (!cJSON_AddItemToObjectCS(obj, key, item)) {
+		cJSON_Delete(item);
+		return false;
+	}
+	return true;
+}
+
+bool http_json_add_string(cJSON *obj, const char *key, const char *value)
+{
+	return http_json_put(obj, key, cJSON_CreateString(value));
+}
+
 bool http_json_add_u64_string(cJSON *obj, const char *key, uint64_t v)
 {
 	char text[24];
 	decimal_u64(v, text);
-	return cJSON_AddStringToObject(obj, key, text) != NULL;
+	return http_json_add_string(obj, key, text);
 }
 
 bool http_json_add_uint(cJSON *obj, const char *key, uint64_t v)
 {
 	char text[24];
 	decimal_u64(v, text);
-	return cJSON_AddRawToObject(obj, key, text) != NULL;
+	return http_json_put(obj, key, cJSON_CreateRaw(text));
 }

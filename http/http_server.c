@@ -22,6 +22,9 @@
 /* The first allocation for a request body: typical jobs fit, and staying below glibc's 1 KiB
  * large-chunk size spares a consolidation of its fast bins on every request. */
 #define HTTP_BODY_FIRST_CAP 512
+/* Bytes of a reply printed in the pool thread's own buffer (a claim of one small job takes about
+ * 400); larger ones are printed into memory of their own. */
+#define HTTP_REPLY_BUF 4096
 
 int64_t http_now_ms(void)
 {
@@ -32,18 +35,11 @@ int64_t http_now_ms(void)
 
 /* --- Replies --- */
 
-enum MHD_Result http_reply_raw(struct http_request *req, unsigned status, const char *ctype,
-			       char *body, size_t len)
+/* Adds the headers every reply carries (and those its status needs) to resp and sends it once
+ * its change is durable. */
+static enum MHD_Result reply_send(struct http_request *req, unsigned status, const char *ctype,
+				  struct MHD_Response *resp)
 {
-	struct MHD_Response *resp;
-	if (body != NULL)
-		resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-	else
-		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-	if (resp == NULL) {
-		free(body);
-		return MHD_NO;
-	}
 	if (ctype != NULL)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -60,6 +56,21 @@ enum MHD_Result http_reply_raw(struct http_request *req, unsigned status, const 
 	return http_durable_hold(req, resp, status);
 }
 
+enum MHD_Result http_reply_raw(struct http_request *req, unsigned status, const char *ctype,
+			       char *body, size_t len)
+{
+	struct MHD_Response *resp;
+	if (body != NULL)
+		resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	else
+		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	if (resp == NULL) {
+		free(body);
+		return MHD_NO;
+	}
+	return reply_send(req, status, ctype, resp);
+}
+
 /* The reply of last resort when even an error body cannot be built. */
 static enum MHD_Result reply_no_memory(struct http_request *req)
 {
@@ -71,6 +82,18 @@ static enum MHD_Result reply_no_memory(struct http_request *req)
 
 enum MHD_Result http_reply_json(struct http_request *req, unsigned status, cJSON *root)
 {
+	/* Most replies fit this thread's buffer: printing there spares cJSON's growing
+	 * allocations (a first block, reallocations, a final fit), and libmicrohttpd copies the
+	 * text once. One byte is kept back for the newline. */
+	static _Thread_local char text[HTTP_REPLY_BUF];
+	if (root != NULL && cJSON_PrintPreallocated(root, text, (int)sizeof text - 1, false)) {
+		cJSON_Delete(root);
+		size_t len = strlen(text);
+		text[len++] = '\n';
+		struct MHD_Response *resp =
+		    MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_COPY);
+		return resp != NULL ? reply_send(req, status, "application/json", resp) : MHD_NO;
+	}
 	char *printed = root ? cJSON_PrintUnformatted(root) : NULL;
 	cJSON_Delete(root);
 	if (printed == NULL)

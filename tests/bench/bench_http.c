@@ -10,7 +10,7 @@
  * Environment: IMAPQ_IMAPQD (the daemon; default <build>/imapqd for <build>/bench/bench_http),
  * IMAPQ_BEANSTALKD (default: beanstalkd on PATH), IMAPQ_BENCH_HTTP_CLIENTS (connections, 64),
  * IMAPQ_BENCH_HTTP_SECONDS (measured seconds per phase, 5), IMAPQ_BENCH_HTTP_ROUNDS (cycle
- * rounds per server, 3), IMAPQ_BENCH_DIR (see bench.h). */
+ * rounds per server, 5), IMAPQ_BENCH_DIR (see bench.h). */
 #include <limits.h>
 #include <stddef.h>
 #include <sys/epoll.h>
@@ -26,7 +26,7 @@
 #define MEASURE_S 5.0
 /* Rounds of the cycle phase per server, alternating between them (IMAPQ_BENCH_HTTP_ROUNDS);
  * the cycle figures are the medians of the rounds. */
-#define ROUNDS	   3
+#define ROUNDS	   5
 #define MAX_ROUNDS 9
 /* How long the units in flight at the end of a window may take to finish, seconds. */
 #define DRAIN_S 20.0

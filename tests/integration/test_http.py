@@ -375,6 +375,24 @@ class Jobs(HttpTestCase):
         self.assertError(self.api.call("GET", "/v1/queues/%s/messages?state=odd" % q), 400)
         self.assertError(self.api.call("GET", "/v1/queues/%s/messages?limit=0" % q), 400)
 
+    def test_replies_larger_than_the_print_buffer(self):
+        # Replies are printed into a 4 KiB buffer per pool thread; larger ones take memory
+        # of their own. Both kinds, in turn on one connection, must come out whole.
+        q = self.queue()
+        big = {"pad": "x" * 6000, "tail": "end"}
+        ids = [self.enqueue(q, {"i": 0}), self.enqueue(q, big), self.enqueue(q, {"i": 2})]
+        for limit, want in ((1, [{"i": 0}]), (3, [{"i": 0}, big, {"i": 2}]), (1, [{"i": 0}])):
+            status, _, body = self.api.call(
+                "GET", "/v1/queues/%s/messages?limit=%d&body=true" % (q, limit))
+            self.assertEqual(status, 200)
+            self.assertEqual([m["body"] for m in body["messages"]], want)
+        jobs = self.claim(q, max=3)
+        self.assertEqual([j["id"] for j in jobs], ids)
+        self.assertEqual([j["body"] for j in jobs], [{"i": 0}, big, {"i": 2}])
+        self.assertTrue(all(j["state"] == "claimed" and j["receipt"] for j in jobs))
+        for j in jobs:
+            self.assertEqual(self.settle(q, j["id"], "ack", receipt=j["receipt"])[0], 204)
+
     def test_lease_expiry_redelivers(self):
         q = self.queue()
         a = self.enqueue(q, {"lease": "short"})
