@@ -392,6 +392,22 @@ class Jobs(HttpTestCase):
         self.assertTrue(all(j["state"] == "claimed" and j["receipt"] for j in jobs))
         for j in jobs:
             self.assertEqual(self.settle(q, j["id"], "ack", receipt=j["receipt"])[0], 204)
+        # Every reply length around the buffer's edge (a claim of one job grows by a byte per
+        # byte of its body): each is whole, never cut or padded.
+        lengths = set()
+        for pad in range(3700, 4100):
+            payload = {"pad": "y" * pad}
+            job_id = self.enqueue(q, payload)
+            status, resp, body = self.api.call("POST", "/v1/queues/%s/claims" % q, {"max": 1})
+            self.assertEqual(status, 200)
+            lengths.add(int(resp.getheader("Content-Length")))
+            self.assertEqual([(m["id"], m["body"]) for m in body["messages"]],
+                             [(job_id, payload)], pad)
+            receipt = body["messages"][0]["receipt"]
+            self.assertEqual(self.settle(q, job_id, "ack", receipt=receipt)[0], 204)
+        self.assertLess(min(lengths), 4095)
+        self.assertGreater(max(lengths), 4096)
+        self.assertEqual(len(lengths), 400)  # one length per body size: none cut short
 
     def test_lease_expiry_redelivers(self):
         q = self.queue()
