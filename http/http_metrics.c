@@ -79,6 +79,16 @@ static void store_metrics(struct store *store, struct buf *b)
 		   "# HELP imapq_journal_disk_bytes Bytes of records in all journal segments.\n"
 		   "# TYPE imapq_journal_disk_bytes gauge\n"
 		   "imapq_journal_disk_bytes %llu\n"
+		   "# HELP imapq_journal_needed_bytes Bytes the live state takes in the journal "
+		   "once compacted (an estimate).\n"
+		   "# TYPE imapq_journal_needed_bytes gauge\n"
+		   "imapq_journal_needed_bytes %llu\n"
+		   "# HELP imapq_journal_compactions_total Journal segments compaction freed.\n"
+		   "# TYPE imapq_journal_compactions_total counter\n"
+		   "imapq_journal_compactions_total %llu\n"
+		   "# HELP imapq_journal_carried_bytes_total Body bytes compaction re-wrote.\n"
+		   "# TYPE imapq_journal_carried_bytes_total counter\n"
+		   "imapq_journal_carried_bytes_total %llu\n"
 		   "# HELP imapq_journal_failed 1 when the journal failed and refuses writes.\n"
 		   "# TYPE imapq_journal_failed gauge\n"
 		   "imapq_journal_failed %d\n"
@@ -87,8 +97,9 @@ static void store_metrics(struct store *store, struct buf *b)
 		   "imapq_store_messages %llu\n",
 		   (double)st.journal.fsync_ns / 1e9, (unsigned long long)st.journal.fsyncs,
 		   (unsigned long long)st.journal.commits, (unsigned long long)st.journal.records,
-		   (unsigned long long)st.journal.disk_bytes, st.journal.failed ? 1 : 0,
-		   (unsigned long long)st.messages);
+		   (unsigned long long)st.journal.disk_bytes, (unsigned long long)st.needed_bytes,
+		   (unsigned long long)st.compactions, (unsigned long long)st.carried_bytes,
+		   st.journal.failed ? 1 : 0, (unsigned long long)st.messages);
 }
 
 enum MHD_Result http_handle_metrics(struct http_request *req)

@@ -41,8 +41,22 @@
 #define IMAPQ_JOURNAL_MAX_META (1024u * 1024)
 /* Interval of the flusher in --fsync batch mode, in milliseconds. */
 #define IMAPQ_JOURNAL_BATCH_MS 10
-/* Compaction starts when the journal holds this many bytes more than its live data. */
-#define IMAPQ_COMPACT_SLACK_BYTES (2 * IMAPQ_JOURNAL_SEGMENT_BYTES)
+/* Compaction frees journal bytes that no longer hold live state ("dead" bytes). A pass starts
+ * when they pass both this many segments and IMAPQ_COMPACT_DEAD_PERCENT of the live state, and
+ * goes on until they are back within this many segments. A pass re-writes the live state at most
+ * once and frees at least as many bytes as it re-writes, so a large backlog is not copied again
+ * for every few segments of churn; a store with little live data stays within two segments of
+ * its live size. */
+#define IMAPQ_COMPACT_SLACK_SEGMENTS 2
+#define IMAPQ_COMPACT_DEAD_PERCENT   100
+/* Compaction works in slices: each holds the store lock for at most this many carried messages
+ * and this many examined ones, then leaves the lock free for as long as it held it, so
+ * foreground work waits well under a millisecond for it and it takes at most about half of the
+ * lock's time. */
+#define IMAPQ_COMPACT_SLICE_MESSAGES 256
+#define IMAPQ_COMPACT_SLICE_SCAN     16384
+/* The longest pause between two slices, in microseconds. */
+#define IMAPQ_COMPACT_PAUSE_MAX_US 2000
 
 /* Command text in bytes (literal data excluded) once authenticated: FETCH and SEARCH lines with
  * long UID sets stay well below 64 KiB, and the line is what a command holds in memory. */

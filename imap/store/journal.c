@@ -470,11 +470,14 @@ imapq_err journal_drop_oldest(struct journal *j)
 	struct journal_segment *seg;
 
 	pthread_mutex_lock(&j->mu);
-	/* Whatever was re-appended from the oldest segment must be on disk before it goes. */
+	/* Whatever was re-appended from the oldest segment must be on disk before it goes, and a
+	 * rotation another writer began must finish first. */
 	uint64_t target = append_lsn_locked(j);
-	while (!j->failed && j->synced_lsn < target) {
-		j->sync_requested = true;
-		kick_flusher(j);
+	while (!j->failed && (j->rotating || j->synced_lsn < target)) {
+		if (j->synced_lsn < target) {
+			j->sync_requested = true;
+			kick_flusher(j);
+		}
 		pthread_cond_wait(&j->progress, &j->mu);
 	}
 	if (j->failed) {

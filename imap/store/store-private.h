@@ -117,6 +117,10 @@ struct store {
 	struct store_segment *segments; /* oldest first */
 	size_t nsegments, capsegments;
 	uint32_t active_segment;
+	/* Dead journal bytes a compaction pass leaves: IMAPQ_COMPACT_SLACK_SEGMENTS segments. */
+	uint64_t compact_slack;
+	/* What compaction did since open (store_stats); under lock. */
+	uint64_t compactions, carried, carried_bytes, compact_slices;
 	/* Compaction runs one at a time under compact_run; the background thread sleeps on
 	 * compact_cond with compact_lock, which also guards stopping. */
 	pthread_mutex_t compact_run;
@@ -249,6 +253,8 @@ bool store_uidmap_remove(struct store_uidmap *map, uint32_t uid, struct msg *rem
 
 /* --- store_compact.c --- */
 
+/* Journal bytes the live state takes once compacted (an estimate); under the lock. */
+uint64_t store_needed_bytes(const struct store *s);
 imapq_err store_compact_start(struct store *s);
 void store_compact_stop(struct store *s);
 

@@ -269,6 +269,9 @@ imapq_err store_open(const struct store_options *opts, struct store_report *repo
 	s->max_mailbox_messages =
 	    opts->max_mailbox_messages ? opts->max_mailbox_messages : IMAPQ_MAX_MAILBOX_MESSAGES;
 	s->max_messages = opts->max_messages ? opts->max_messages : IMAPQ_MAX_STORE_MESSAGES;
+	s->compact_slack =
+	    IMAPQ_COMPACT_SLACK_SEGMENTS *
+	    (opts->segment_bytes ? opts->segment_bytes : IMAPQ_JOURNAL_SEGMENT_BYTES);
 	struct journal_options jo = {
 	    .dir = path, .fsync = opts->fsync, .segment_bytes = opts->segment_bytes};
 	struct journal_report jr = {0};
@@ -346,6 +349,11 @@ void store_stats(struct store *s, struct store_stats *st_r)
 	st_r->max_messages = s->max_messages;
 	st_r->max_mailbox_messages = s->max_mailbox_messages;
 	st_r->live_bytes = s->live_bytes;
+	st_r->needed_bytes = store_needed_bytes(s);
+	st_r->compactions = s->compactions;
+	st_r->carried = s->carried;
+	st_r->carried_bytes = s->carried_bytes;
+	st_r->compact_slices = s->compact_slices;
 	uint64_t memory =
 	    sizeof *s + 2 * s->nbuckets * sizeof *s->by_id + s->capsegments * sizeof *s->segments;
 	for (size_t i = 0; i < s->nsegments; i++)

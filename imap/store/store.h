@@ -318,8 +318,10 @@ void store_set_message_hook(struct store *s, store_message_hook_fn *fn, void *ar
 
 /* --- Maintenance --- */
 
-/* Frees journal space: while the journal holds much more than its live data (or always with
- * force), re-appends the still-live messages of the oldest segment and deletes it. */
+/* Frees journal space, oldest segment first: re-appends the still-live messages of a segment
+ * and deletes it. Runs a pass when the journal's dead bytes are due (see
+ * IMAPQ_COMPACT_SLACK_SEGMENTS), or with force frees at least one segment; a pass goes on until
+ * they are within the slack. Releases the store lock between slices of the work. */
 imapq_err store_compact(struct store *s, bool force);
 
 struct store_stats {
@@ -329,6 +331,11 @@ struct store_stats {
 	uint64_t max_messages;	       /* the store's total limit */
 	uint32_t max_mailbox_messages; /* the default limit per mailbox */
 	uint64_t live_bytes;	       /* body bytes of all messages */
+	uint64_t needed_bytes;	       /* journal bytes the live state takes once compacted */
+	uint64_t compactions;	       /* segments compaction freed since open */
+	uint64_t carried;	       /* messages it re-wrote to do so */
+	uint64_t carried_bytes;	       /* and their body bytes */
+	uint64_t compact_slices;       /* times it took the store lock */
 	uint64_t memory_bytes;	       /* RAM held for metadata and indexes */
 };
 void store_stats(struct store *s, struct store_stats *st_r);

@@ -1,6 +1,7 @@
 /* Compaction: frees the oldest journal segment by re-appending ("carrying") the live messages
  * whose bodies it holds and folding the expunges it recorded into each mailbox's expunge floor;
- * the metadata it held is already in the checkpoint that starts the next segment. */
+ * the metadata it held is already in the checkpoint that starts the next segment. The carrying
+ * runs in slices with the store lock released in between, so foreground work goes on. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,59 +13,149 @@
 #include "imap/store/store_records.h"
 
 /* Estimated journal bytes that are metadata rather than bodies: the checkpoint and the latest
- * record of each message. */
+ * record of each message (a carried record's framing and fields). */
 #define STORE_META_PER_MAILBOX 512
 #define STORE_META_PER_MESSAGE 64
 
-/* True when the journal holds enough dead bytes to be worth compacting. */
-static bool compaction_due(struct store *s)
+uint64_t store_needed_bytes(const struct store *s)
+{
+	return s->live_bytes + (uint64_t)s->nmailboxes * STORE_META_PER_MAILBOX +
+	       s->messages * STORE_META_PER_MESSAGE;
+}
+
+/* Dead journal bytes: those beyond what the live state needs; *needed_r gets the latter. */
+static uint64_t dead_bytes(struct store *s, uint64_t *needed_r)
 {
 	struct journal_stats js;
 	journal_stats(s->journal, &js);
 	pthread_mutex_lock(&s->lock);
-	uint64_t needed = s->live_bytes + (uint64_t)s->nmailboxes * STORE_META_PER_MAILBOX +
-			  s->messages * STORE_META_PER_MESSAGE;
+	uint64_t needed = store_needed_bytes(s);
 	pthread_mutex_unlock(&s->lock);
-	return js.disk_bytes > needed + IMAPQ_COMPACT_SLACK_BYTES;
+	*needed_r = needed;
+	return js.disk_bytes > needed ? js.disk_bytes - needed : 0;
 }
 
-/* The state of one compaction pass over the mailboxes. */
+/* True when a pass should start: the dead bytes pass the slack and the share of the live state
+ * that makes re-writing it worthwhile. */
+static bool pass_due(const struct store *s, uint64_t dead, uint64_t needed)
+{
+	uint64_t share = needed / 100 * IMAPQ_COMPACT_DEAD_PERCENT;
+	return dead > s->compact_slack && dead > share;
+}
+
+/* True once store_compact_stop() has asked the background thread to end. */
+static bool compact_stopping(struct store *s)
+{
+	pthread_mutex_lock(&s->compact_lock);
+	bool stopping = s->stopping;
+	pthread_mutex_unlock(&s->compact_lock);
+	return stopping;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Leaves the lock free for as long as the last slice held it (at most
+ * IMAPQ_COMPACT_PAUSE_MAX_US): a waiting writer gets in, and carried bytes reach the disk in
+ * steps that each foreground commit can absorb. */
+static void pause_after(uint64_t held_ns)
+{
+	uint64_t cap = (uint64_t)IMAPQ_COMPACT_PAUSE_MAX_US * 1000u;
+	uint64_t ns = held_ns < cap ? held_ns : cap;
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ns};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* The state of freeing one segment. */
 struct carry_ctx {
 	uint32_t segment;
-	imapq_err err;
+	uint32_t *ids; /* the mailboxes when the work began */
+	size_t nids, capids;
+	struct msg slice[IMAPQ_COMPACT_SLICE_MESSAGES];
 	uint64_t carried;
-	struct msg *v;
-	size_t n, cap;
+	imapq_err err;
 };
 
-/* Carries every live message of mb whose body is in the segment being freed. */
-static void carry_mailbox(struct store *s, struct mailbox *mb, void *arg)
+/* Notes mb's id; mailboxes created later hold no body of an old segment. */
+static void note_mailbox(struct store *s, struct mailbox *mb, void *arg)
 {
+	(void)s;
 	struct carry_ctx *cc = arg;
 	if (cc->err != IMAPQ_OK)
 		return;
-	cc->n = 0;
-	struct msgtable_cursor c;
-	for (const struct msg *m = msgtable_seek(mb->msgs, 0, &c); m;
-	     m = msgtable_next(mb->msgs, &c)) {
-		if (m->loc == 0 || journal_loc_segment(m->loc) != cc->segment)
-			continue;
-		if (cc->n == cc->cap) {
-			size_t cap = cc->cap ? cc->cap * 2 : 64;
-			struct msg *v = realloc(cc->v, cap * sizeof *v);
-			if (!v) {
-				cc->err = IMAPQ_E_NOMEM;
-				return;
-			}
-			cc->v = v;
-			cc->cap = cap;
+	if (cc->nids == cc->capids) {
+		size_t cap = cc->capids ? cc->capids * 2 : 64;
+		uint32_t *ids = realloc(cc->ids, cap * sizeof *ids);
+		if (!ids) {
+			cc->err = IMAPQ_E_NOMEM;
+			return;
 		}
-		cc->v[cc->n++] = *m;
+		cc->ids = ids;
+		cc->capids = cap;
 	}
-	for (size_t i = 0; i < cc->n && cc->err == IMAPQ_OK; i++) {
-		cc->err = store_message_carry(s, mb, &cc->v[i], NULL);
-		cc->carried++;
+	cc->ids[cc->nids++] = mb->id;
+}
+
+/* One slice, under the lock: carries the live messages of mailbox id whose bodies are in the
+ * segment, from UID *next on, up to the slice's limits. Sets *next to the first UID it did not
+ * examine, or 0 when the mailbox is done (or gone). A message that changed since an earlier
+ * slice is carried as it is now; one expunged meanwhile is no longer there to carry. */
+static imapq_err carry_slice(struct store *s, struct carry_ctx *cc, uint32_t id, uint32_t *next)
+{
+	struct mailbox *mb = store_mailbox_by_id(s, id);
+	if (!mb) {
+		*next = 0;
+		return IMAPQ_OK;
 	}
+	size_t n = 0, scanned = 0;
+	struct msgtable_cursor c;
+	const struct msg *m = msgtable_seek(mb->msgs, *next, &c);
+	for (; m && n < IMAPQ_COMPACT_SLICE_MESSAGES && scanned < IMAPQ_COMPACT_SLICE_SCAN;
+	     m = msgtable_next(mb->msgs, &c), scanned++) {
+		if (m->loc != 0 && journal_loc_segment(m->loc) == cc->segment)
+			cc->slice[n++] = *m;
+	}
+	*next = m ? m->uid : 0;
+	imapq_err err = IMAPQ_OK;
+	for (size_t i = 0; i < n && err == IMAPQ_OK; i++) {
+		err = store_message_carry(s, mb, &cc->slice[i], NULL);
+		if (err == IMAPQ_OK) {
+			cc->carried++;
+			s->carried++;
+			s->carried_bytes += cc->slice[i].size;
+		}
+	}
+	s->compact_slices++;
+	return err;
+}
+
+/* Carries every live message whose body is in the segment, slice by slice; *stopped_r is set
+ * when the store began to close first. */
+static imapq_err carry_segment(struct store *s, struct carry_ctx *cc, bool *stopped_r)
+{
+	for (size_t i = 0; i < cc->nids; i++) {
+		uint32_t next = 1;
+		while (next != 0) {
+			if (compact_stopping(s)) {
+				*stopped_r = true;
+				return IMAPQ_OK;
+			}
+			uint64_t t0 = now_ns();
+			pthread_mutex_lock(&s->lock);
+			imapq_err err = carry_slice(s, cc, cc->ids[i], &next);
+			store_finish_write(s, 0);
+			pthread_mutex_unlock(&s->lock);
+			if (err != IMAPQ_OK)
+				return err;
+			pause_after(now_ns() - t0);
+		}
+	}
+	return IMAPQ_OK;
 }
 
 /* Writes an expunge-floor record for each mailbox that expunged in seg, and raises its floor. */
@@ -101,14 +192,13 @@ static void forget_segment(struct store *s, uint32_t number)
 	s->nsegments--;
 }
 
-/* Frees the oldest segment: rotates when it is the active one, carries, folds, then drops. */
-static imapq_err compact_oldest(struct store *s)
+/* Picks the oldest segment, rotating first when it is the active one, and notes the mailboxes
+ * to go through. Under the lock. */
+static imapq_err choose_segment(struct store *s, struct carry_ctx *cc)
 {
 	struct journal_segment_info segs[2];
 	size_t n = 0;
 	imapq_err err = IMAPQ_OK;
-	struct carry_ctx cc = {.err = IMAPQ_OK};
-	pthread_mutex_lock(&s->lock);
 	journal_segments(s->journal, segs, 2, &n);
 	if (n == 1) {
 		err = store_rotate(s);
@@ -116,41 +206,68 @@ static imapq_err compact_oldest(struct store *s)
 	}
 	if (err == IMAPQ_OK && (n < 2 || segs[0].number == s->active_segment))
 		err = IMAPQ_E_INVALID;
-	if (err == IMAPQ_OK) {
-		cc.segment = segs[0].number;
-		store_mailboxes_each(s, carry_mailbox, &cc);
-		err = cc.err;
-	}
-	struct store_segment *seg =
-	    err == IMAPQ_OK ? store_segment_get(s, cc.segment, false) : NULL;
-	if (seg)
-		err = fold_floors(s, seg);
-	if (err == IMAPQ_OK)
-		forget_segment(s, cc.segment);
+	if (err != IMAPQ_OK)
+		return err;
+	cc->segment = segs[0].number;
+	store_mailboxes_each(s, note_mailbox, cc);
+	return cc->err;
+}
+
+/* Frees the oldest segment: chooses it, carries its live messages, then, under the lock once
+ * more, folds its expunges and forgets it; outside the lock, drops it once all of that is
+ * durable. *stopped_r is set when it gave up because the store is closing; what it carried by
+ * then stays valid. */
+static imapq_err compact_oldest(struct store *s, bool *stopped_r)
+{
+	struct carry_ctx *cc = calloc(1, sizeof *cc);
+	if (!cc)
+		return IMAPQ_E_NOMEM;
+	cc->err = IMAPQ_OK;
+	pthread_mutex_lock(&s->lock);
+	imapq_err err = choose_segment(s, cc);
 	store_finish_write(s, 0);
 	pthread_mutex_unlock(&s->lock);
-	free(cc.v);
 	if (err == IMAPQ_OK)
-		err = journal_drop_oldest(s->journal);
-	if (err == IMAPQ_OK)
-		log_info(STORE_LOG, "compacted segment %u: %llu messages carried", cc.segment,
-			 (unsigned long long)cc.carried);
-	else
+		err = carry_segment(s, cc, stopped_r);
+	if (err == IMAPQ_OK && !*stopped_r) {
+		pthread_mutex_lock(&s->lock);
+		struct store_segment *seg = store_segment_get(s, cc->segment, false);
+		if (seg)
+			err = fold_floors(s, seg);
+		if (err == IMAPQ_OK) {
+			forget_segment(s, cc->segment);
+			s->compactions++;
+		}
+		store_finish_write(s, 0);
+		pthread_mutex_unlock(&s->lock);
+		if (err == IMAPQ_OK)
+			err = journal_drop_oldest(s->journal);
+		if (err == IMAPQ_OK)
+			log_info(STORE_LOG, "compacted segment %u: %llu messages carried",
+				 cc->segment, (unsigned long long)cc->carried);
+	}
+	if (err != IMAPQ_OK)
 		log_warn(STORE_LOG, "compaction failed: %s", imapq_err_message(err));
+	free(cc->ids);
+	free(cc);
 	return err;
 }
 
 imapq_err store_compact(struct store *s, bool force)
 {
 	imapq_err err = IMAPQ_OK;
+	bool stopped = false;
 	pthread_mutex_lock(&s->compact_run);
 	struct journal_stats js;
 	journal_stats(s->journal, &js);
-	/* Each pass frees one segment; never more passes than there were segments. */
-	for (uint32_t pass = 0; pass < js.segments && err == IMAPQ_OK; pass++) {
-		if (!(force && pass == 0) && !compaction_due(s))
+	/* Each step frees one segment; never more steps than there were segments. A pass starts
+	 * when due and, once started, goes on until the dead bytes are within the slack. */
+	for (uint32_t step = 0; step < js.segments && err == IMAPQ_OK && !stopped; step++) {
+		uint64_t needed, dead = dead_bytes(s, &needed);
+		bool go = step == 0 ? force || pass_due(s, dead, needed) : dead > s->compact_slack;
+		if (!go)
 			break;
-		err = compact_oldest(s);
+		err = compact_oldest(s, &stopped);
 	}
 	pthread_mutex_unlock(&s->compact_run);
 	return err;

@@ -240,6 +240,10 @@ class Queues(HttpTestCase):
         self.assertRegex(text, r'imapq_http_requests_total\{route="messages",code="2xx"\} \d+')
         self.assertRegex(text, r"imapq_journal_fsync_seconds_count \d+")
         self.assertRegex(text, r"imapq_journal_fsync_seconds_sum [0-9.]+")
+        needed = int(re.search(r"^imapq_journal_needed_bytes (\d+)$", text, re.M).group(1))
+        self.assertGreater(needed, 0)
+        self.assertRegex(text, r"(?m)^imapq_journal_compactions_total \d+$")
+        self.assertRegex(text, r"(?m)^imapq_journal_carried_bytes_total \d+$")
         self.assertIn("imapq_http_long_polls", text)
 
 

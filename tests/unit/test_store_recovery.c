@@ -12,6 +12,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,7 @@
 #include <unistd.h>
 
 #include "imap/base/crc32c.h"
+#include "imap/base/limits.h"
 #include "tests/unit/tmpdir.h"
 #include "imap/base/log.h"
 #include "imap/store/journal-private.h"
@@ -44,13 +48,18 @@ static uint32_t rnd(uint32_t n)
 	return (uint32_t)((rng_state * 2685821657736338717ull) >> 33) % n;
 }
 
-static struct store *open_store(const char *dir)
+static struct store *open_store_sized(const char *dir, uint64_t segment_bytes)
 {
 	struct store_options o = {
-	    .dir = dir, .fsync = JOURNAL_FSYNC_OFF, .segment_bytes = SEGMENT_BYTES};
+	    .dir = dir, .fsync = JOURNAL_FSYNC_OFF, .segment_bytes = segment_bytes};
 	struct store *s = NULL;
 	assert_int_equal(store_open(&o, NULL, &s), IMAPQ_OK);
 	return s;
+}
+
+static struct store *open_store(const char *dir)
+{
+	return open_store_sized(dir, SEGMENT_BYTES);
 }
 
 /* A growable text that states are printed into. */
@@ -89,16 +98,18 @@ static void collect_id(void *ctx, uint32_t id, const char *name)
 		l->id[l->n++] = id;
 }
 
+#define MSG_LIST_MAX 4096
+
 struct msg_list {
-	struct store_message m[1024];
+	struct store_message m[MSG_LIST_MAX];
 	size_t n;
 };
 
 static void collect_msg(void *ctx, const struct store_message *m)
 {
 	struct msg_list *l = ctx;
-	if (l->n < 1024)
-		l->m[l->n++] = *m;
+	assert_true(l->n < MSG_LIST_MAX);
+	l->m[l->n++] = *m;
 }
 
 /* Prints everything observable about the store: mailboxes, counters, keywords, annotations,
@@ -570,6 +581,117 @@ static void test_compaction_then_reopen(void **state)
 	tmpdir_remove(dir);
 }
 
+/* A writer beside a compaction: operations on the mailbox being carried until told to stop. */
+struct writer {
+	struct store *s;
+	uint32_t id, other;
+	atomic_bool stop;
+	atomic_ulong ops;
+};
+
+/* One operation of the writer: a flag change, an expunge, an append or a move of one message;
+ * the plain, deleted and claimed forms of a message all meet the carrying. */
+static void writer_op(struct writer *w)
+{
+	struct store_message m;
+	char body[120];
+	switch (rnd(5)) {
+	case 0:
+	case 1:
+		if (some_message(w->s, w->id, &m)) {
+			struct uid_range r = {m.uid, m.uid + rnd(3)};
+			assert_int_equal(store_flags(w->s, w->id, &r, 1, (enum store_flag_op)rnd(3),
+						     rnd(32), NULL, NULL, NULL, NULL),
+					 IMAPQ_OK);
+		}
+		break;
+	case 2:
+		if (some_message(w->s, w->id, &m)) {
+			struct uid_range r = {m.uid, m.uid};
+			assert_int_equal(store_expunge(w->s, w->id, &r, 1, NULL, NULL, NULL),
+					 IMAPQ_OK);
+		}
+		break;
+	case 3: {
+		size_t len = 1 + rnd(sizeof body - 1);
+		memset(body, 'a' + (int)rnd(26), len);
+		struct journal_body b = {.data = body, .fd = -1, .len = len};
+		b.crc = crc32c(0, body, len);
+		assert_int_equal(store_append(w->s, w->id, 0, 7, &b, NULL, NULL, NULL), IMAPQ_OK);
+		break;
+	}
+	default:
+		if (some_message(w->s, w->id, &m)) {
+			struct uid_range r = {m.uid, m.uid};
+			assert_int_equal(
+			    store_copy(w->s, w->id, &r, 1, w->other, true, NULL, NULL, NULL),
+			    IMAPQ_OK);
+		}
+		break;
+	}
+}
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	while (!atomic_load(&w->stop)) {
+		writer_op(w);
+		atomic_fetch_add(&w->ops, 1);
+	}
+	return NULL;
+}
+
+/* Compaction leaves the store lock between slices: another thread's changes land between them,
+ * on messages already carried and on ones still to carry, and what is in memory afterwards is
+ * exactly what the journal replays. */
+static void test_compaction_beside_a_writer(void **state)
+{
+	(void)state;
+	char dir[TMPDIR_LEN];
+	assert_true(tmpdir_make(dir));
+	struct store *s = open_store_sized(dir, 64 * 1024);
+	struct writer w = {.s = s};
+	assert_int_equal(store_mailbox_create(s, "q0", &w.id, NULL), IMAPQ_OK);
+	assert_int_equal(store_mailbox_create(s, "q2", &w.other, NULL), IMAPQ_OK);
+	char body[40];
+	for (int i = 0; i < 3000; i++) {
+		memset(body, 'a' + i % 26, sizeof body);
+		struct journal_body b = {.data = body, .fd = -1, .len = sizeof body};
+		b.crc = crc32c(0, body, sizeof body);
+		assert_int_equal(
+		    store_append(s, i % 4 ? w.id : w.other, 0, 1, &b, NULL, NULL, NULL), IMAPQ_OK);
+	}
+	rng_state = 0x5eed0005;
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, writer_main, &w), 0);
+	while (atomic_load(&w.ops) == 0)
+		sched_yield();
+	unsigned long during = 0;
+	for (int i = 0; i < 4; i++) {
+		unsigned long before = atomic_load(&w.ops);
+		assert_int_equal(store_compact(s, true), IMAPQ_OK);
+		during += atomic_load(&w.ops) - before;
+	}
+	atomic_store(&w.stop, true);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	struct store_stats st;
+	store_stats(s, &st);
+	assert_true(st.compactions >= 4);
+	assert_true(st.carried > IMAPQ_COMPACT_SLICE_MESSAGES);
+	/* Three mailboxes, and q0 held more of each segment than one slice carries. */
+	assert_true(st.compact_slices > 3 * st.compactions);
+	assert_true(during > 0);
+	char *live = dump(s, false);
+	store_close(&s);
+	s = open_store_sized(dir, 64 * 1024);
+	char *text = dump(s, false);
+	assert_string_equal(text, live);
+	free(text);
+	free(live);
+	store_close(&s);
+	tmpdir_remove(dir);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -579,6 +701,7 @@ int main(void)
 	    cmocka_unit_test(test_bit_flips),
 	    cmocka_unit_test(test_compaction_keeps_state),
 	    cmocka_unit_test(test_compaction_then_reopen),
+	    cmocka_unit_test(test_compaction_beside_a_writer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,168 @@
+/* Unit tests of compaction's policy: when a pass starts and where it stops, that a backlog is
+ * re-written once per pass and survives it, and that the work is cut into slices. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "imap/base/crc32c.h"
+#include "imap/base/limits.h"
+#include "imap/base/log.h"
+#include "imap/store/store.h"
+#include "tests/unit/queue_fixture.h"
+
+#define SEGMENT_BYTES (64 * 1024)
+#define SLACK	      (IMAPQ_COMPACT_SLACK_SEGMENTS * SEGMENT_BYTES)
+#define BACKLOG	      2000
+#define BACKLOG_BODY  200
+#define CHURN_BODY    1000
+
+static uint32_t create(struct store *s, const char *name)
+{
+	uint32_t id = 0;
+	assert_int_equal(store_mailbox_create(s, name, &id, NULL), IMAPQ_OK);
+	return id;
+}
+
+/* Appends a body of len bytes, each the byte fill; returns its UID. */
+static uint32_t append_fill(struct store *s, uint32_t id, char fill, size_t len)
+{
+	char body[CHURN_BODY];
+	assert_true(len <= sizeof body);
+	memset(body, fill, len);
+	struct journal_body b = {.data = body, .fd = -1, .len = len, .crc = crc32c(0, body, len)};
+	uint32_t uid = 0;
+	assert_int_equal(store_append(s, id, 0, 1, &b, &uid, NULL, NULL), IMAPQ_OK);
+	return uid;
+}
+
+/* The journal's bytes beyond what the live state needs. */
+static uint64_t dead_bytes(struct store *s)
+{
+	struct store_stats st;
+	store_stats(s, &st);
+	return st.journal.disk_bytes > st.needed_bytes ? st.journal.disk_bytes - st.needed_bytes
+						       : 0;
+}
+
+/* Appends and expunges job after job in mailbox id until the dead bytes pass target. */
+static void churn_until(struct store *s, uint32_t id, uint64_t target)
+{
+	while (dead_bytes(s) <= target) {
+		uint32_t uid = append_fill(s, id, 'c', CHURN_BODY);
+		struct uid_range r = {uid, uid};
+		assert_int_equal(store_flags(s, id, &r, 1, STORE_FLAGS_ADD, STORE_DELETED, NULL,
+					     NULL, NULL, NULL),
+				 IMAPQ_OK);
+		assert_int_equal(store_expunge(s, id, &r, 1, NULL, NULL, NULL), IMAPQ_OK);
+	}
+}
+
+/* Every backlog message is there with its body. */
+static void check_backlog(struct store *s, uint32_t id)
+{
+	struct store_mailbox_status st;
+	assert_int_equal(store_mailbox_status(s, id, &st), IMAPQ_OK);
+	assert_int_equal(st.messages, BACKLOG);
+	for (uint32_t uid = 1; uid <= BACKLOG; uid++) {
+		char buf[BACKLOG_BODY + 1];
+		size_t got = 0;
+		assert_int_equal(store_body_read(s, id, uid, 0, buf, sizeof buf, &got), IMAPQ_OK);
+		assert_int_equal(got, BACKLOG_BODY);
+		assert_int_equal(buf[0], (char)('a' + uid % 26));
+		assert_int_equal(buf[BACKLOG_BODY - 1], (char)('a' + uid % 26));
+	}
+}
+
+/* A pass waits until the dead bytes pass both the slack and the live state, carries the backlog
+ * once, and stops once they are back within the slack. */
+static void test_pass_starts_past_live_state(void **state)
+{
+	struct store_fixture *f = *state;
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
+	struct store *s = f->s;
+	uint32_t backlog = create(s, "backlog");
+	uint32_t churn = create(s, "churn");
+	for (uint32_t i = 1; i <= BACKLOG; i++)
+		assert_int_equal(append_fill(s, backlog, (char)('a' + i % 26), BACKLOG_BODY), i);
+	struct store_stats st;
+	store_stats(s, &st);
+	/* The backlog alone is several segments and far more than the slack. */
+	assert_true(st.needed_bytes > 2 * SLACK);
+	uint64_t live = st.needed_bytes;
+
+	/* Dead bytes past the slack but within the live state: no pass. */
+	churn_until(s, churn, SLACK + SEGMENT_BYTES);
+	assert_true(dead_bytes(s) < live);
+	assert_int_equal(store_compact(s, false), IMAPQ_OK);
+	store_stats(s, &st);
+	assert_int_equal(st.compactions, 0);
+	assert_int_equal(st.carried, 0);
+
+	/* Past the live state: one pass carries the backlog once and frees the churn. */
+	churn_until(s, churn, live + SEGMENT_BYTES);
+	store_stats(s, &st);
+	uint64_t segments = st.journal.segments;
+	assert_int_equal(store_compact(s, false), IMAPQ_OK);
+	store_stats(s, &st);
+	assert_true(st.compactions > 0);
+	assert_true(st.compactions <= segments);
+	assert_true(st.carried >= BACKLOG);
+	assert_true(st.carried < 2 * BACKLOG);
+	assert_true(dead_bytes(s) <= SLACK);
+	/* The work came in slices of at most IMAPQ_COMPACT_SLICE_MESSAGES. */
+	assert_true(st.compact_slices >= st.carried / IMAPQ_COMPACT_SLICE_MESSAGES);
+	assert_true(st.compact_slices > st.compactions);
+
+	/* Nothing is due now; a forced call still frees a segment. */
+	uint64_t done = st.compactions;
+	assert_int_equal(store_compact(s, false), IMAPQ_OK);
+	store_stats(s, &st);
+	assert_int_equal(st.compactions, done);
+	assert_int_equal(store_compact(s, true), IMAPQ_OK);
+	store_stats(s, &st);
+	assert_int_equal(st.compactions, done + 1);
+
+	check_backlog(s, backlog);
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
+	check_backlog(f->s, backlog);
+}
+
+/* With little live data, dead bytes past the slack are enough. */
+static void test_small_store_keeps_within_slack(void **state)
+{
+	struct store_fixture *f = *state;
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
+	struct store *s = f->s;
+	uint32_t churn = create(s, "churn");
+	uint32_t keep = append_fill(s, churn, 'k', 10);
+	churn_until(s, churn, SLACK + SEGMENT_BYTES);
+	assert_int_equal(store_compact(s, false), IMAPQ_OK);
+	struct store_stats st;
+	store_stats(s, &st);
+	assert_true(st.compactions > 0);
+	assert_true(dead_bytes(s) <= SLACK);
+	assert_true(st.journal.disk_bytes <= st.needed_bytes + SLACK);
+	char buf[16];
+	size_t got = 0;
+	assert_int_equal(store_body_read(s, churn, keep, 0, buf, sizeof buf, &got), IMAPQ_OK);
+	assert_int_equal(got, 10);
+}
+
+int main(void)
+{
+	log_set_level(LOG_ERROR);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_pass_starts_past_live_state, store_fixture_setup,
+					    store_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_small_store_keeps_within_slack,
+					    store_fixture_setup, store_fixture_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
