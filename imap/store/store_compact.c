@@ -145,8 +145,8 @@ static imapq_err carry_segment(struct store *s, struct carry_ctx *cc, bool *stop
 				*stopped_r = true;
 				return IMAPQ_OK;
 			}
-			uint64_t t0 = now_ns();
 			pthread_mutex_lock(&s->lock);
+			uint64_t t0 = now_ns();
 			imapq_err err = carry_slice(s, cc, cc->ids[i], &next);
 			store_finish_write(s, 0);
 			pthread_mutex_unlock(&s->lock);
