@@ -42,8 +42,9 @@
 /* Interval of the flusher in --fsync batch mode, in milliseconds. */
 #define IMAPQ_JOURNAL_BATCH_MS 10
 /* Compaction frees journal bytes that no longer hold live state ("dead" bytes). A pass starts
- * when they pass both this many segments and IMAPQ_COMPACT_DEAD_PERCENT of the live state, and
- * goes on until they are back within this many segments. A pass re-writes the live state at most
+ * when they pass both this many segments and IMAPQ_COMPACT_DEAD_PERCENT of the live state (or
+ * only this many segments when the disk has less room left than that share), and goes on until
+ * they are back within this many segments. A pass re-writes the live state at most
  * once and frees at least as many bytes as it re-writes, so a large backlog is not copied again
  * for every few segments of churn; a store with little live data stays within two segments of
  * its live size. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "imap/base/crc32c.h"
@@ -556,6 +557,15 @@ imapq_err journal_body_read(struct journal *j, uint64_t loc, uint64_t offset, vo
 	journal_seg_unref(seg);
 	pthread_mutex_unlock(&j->mu);
 	return err;
+}
+
+uint64_t journal_disk_free(struct journal *j)
+{
+	struct statvfs vfs;
+	/* dir_fd is fixed from open to close, so no lock is needed. */
+	if (fstatvfs(j->dir_fd, &vfs) != 0)
+		return UINT64_MAX;
+	return (uint64_t)vfs.f_bavail * vfs.f_frsize;
 }
 
 void journal_stats(struct journal *j, struct journal_stats *st_r)

@@ -151,4 +151,8 @@ struct journal_stats {
 };
 void journal_stats(struct journal *j, struct journal_stats *st_r);
 
+/* Bytes an unprivileged writer may still use on the journal's file system; UINT64_MAX when the
+ * file system does not say. */
+uint64_t journal_disk_free(struct journal *j);
+
 #endif

@@ -255,6 +255,10 @@ bool store_uidmap_remove(struct store_uidmap *map, uint32_t uid, struct msg *rem
 
 /* Journal bytes the live state takes once compacted (an estimate); under the lock. */
 uint64_t store_needed_bytes(const struct store *s);
+/* The rule that starts a compaction pass: the dead bytes pass the slack, and either pass the
+ * share of the live state (needed) that makes re-writing it worthwhile, or the file system has
+ * less room left (disk_free) than that share, so a tight disk is compacted eagerly. */
+bool store_compact_due(uint64_t dead, uint64_t needed, uint64_t slack, uint64_t disk_free);
 imapq_err store_compact_start(struct store *s);
 void store_compact_stop(struct store *s);
 

@@ -35,12 +35,10 @@ static uint64_t dead_bytes(struct store *s, uint64_t *needed_r)
 	return js.disk_bytes > needed ? js.disk_bytes - needed : 0;
 }
 
-/* True when a pass should start: the dead bytes pass the slack and the share of the live state
- * that makes re-writing it worthwhile. */
-static bool pass_due(const struct store *s, uint64_t dead, uint64_t needed)
+bool store_compact_due(uint64_t dead, uint64_t needed, uint64_t slack, uint64_t disk_free)
 {
-	uint64_t share = needed / 100 * IMAPQ_COMPACT_DEAD_PERCENT;
-	return dead > s->compact_slack && dead > share;
+	uint64_t share = needed * IMAPQ_COMPACT_DEAD_PERCENT / 100;
+	return dead > slack && (dead > share || disk_free < share);
 }
 
 /* True once store_compact_stop() has asked the background thread to end. */
@@ -264,7 +262,9 @@ imapq_err store_compact(struct store *s, bool force)
 	 * when due and, once started, goes on until the dead bytes are within the slack. */
 	for (uint32_t step = 0; step < js.segments && err == IMAPQ_OK && !stopped; step++) {
 		uint64_t needed, dead = dead_bytes(s, &needed);
-		bool go = step == 0 ? force || pass_due(s, dead, needed) : dead > s->compact_slack;
+		bool go = step == 0 ? force || store_compact_due(dead, needed, s->compact_slack,
+								 journal_disk_free(s->journal))
+				    : dead > s->compact_slack;
 		if (!go)
 			break;
 		err = compact_oldest(s, &stopped);

@@ -14,6 +14,7 @@
 #include "imap/base/crc32c.h"
 #include "imap/base/limits.h"
 #include "imap/base/log.h"
+#include "imap/store/store-private.h"
 #include "imap/store/store.h"
 #include "tests/unit/queue_fixture.h"
 
@@ -155,10 +156,33 @@ static void test_small_store_keeps_within_slack(void **state)
 	assert_int_equal(got, 10);
 }
 
+/* The starting rule alone: dead bytes past the slack and past the live state, or past the slack
+ * on a file system with less room left than the live state. */
+static void test_rule_with_little_disk_left(void **state)
+{
+	(void)state;
+	const uint64_t mib = 1024 * 1024, slack = 128 * mib, live = 1024 * mib;
+	const uint64_t roomy = 100 * 1024 * mib;
+	/* Within the slack nothing starts, however full the disk. */
+	assert_false(store_compact_due(slack, live, slack, 0));
+	assert_false(store_compact_due(slack, 0, slack, roomy));
+	/* Past the slack with a small live state. */
+	assert_true(store_compact_due(slack + 1, 10 * mib, slack, roomy));
+	/* A large live state waits for as many dead bytes, while the disk has room. */
+	assert_false(store_compact_due(slack + 1, live, slack, roomy));
+	assert_false(store_compact_due(live, live, slack, roomy));
+	assert_true(store_compact_due(live + 1, live, slack, roomy));
+	assert_false(store_compact_due(slack + 1, live, slack, UINT64_MAX));
+	/* With less room left than the live state, past the slack is enough. */
+	assert_true(store_compact_due(slack + 1, live, slack, live - 1));
+	assert_false(store_compact_due(slack + 1, live, slack, live));
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_rule_with_little_disk_left),
 	    cmocka_unit_test_setup_teardown(test_pass_starts_past_live_state, store_fixture_setup,
 					    store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_small_store_keeps_within_slack,
