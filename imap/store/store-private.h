@@ -92,7 +92,8 @@ struct store_segment {
 	bool checkpointed; /* it starts with a complete checkpoint */
 	bool started;	   /* replay saw its first record */
 	bool in_checkpoint;
-	uint64_t live_bytes; /* body bytes of live messages stored in it */
+	uint64_t live_bytes;	/* body bytes of live messages stored in it */
+	uint64_t live_messages; /* live messages whose bodies are stored in it */
 	struct store_floor *floors;
 	size_t nfloors, capfloors;
 };
@@ -206,8 +207,12 @@ void store_msg_set_loc(struct store *s, struct mailbox *mb, uint32_t uid, uint64
 /* Removes uid; false when absent. Records the expunge at modseq when expunge_modseq is non-0. */
 bool store_msg_remove(struct store *s, struct mailbox *mb, uint32_t uid, uint64_t expunge_modseq,
 		      struct msg *removed_r);
-/* Adds (delta > 0) or removes body bytes stored at loc to its segment's live count. */
-void store_segment_account(struct store *s, uint64_t loc, int64_t delta);
+/* Counts a live message whose body of size bytes is stored at loc into (add) or out of its
+ * segment's live figures. */
+void store_segment_account(struct store *s, uint64_t loc, uint32_t size, bool add);
+/* Counts every message into its segment's live figures afresh (after replay, which skips the
+ * counting). */
+void store_segments_recount(struct store *s);
 struct store_segment *store_segment_get(struct store *s, uint32_t number, bool create);
 /* Notes that mb recorded an expunge of uid at modseq in segment number. */
 void store_segment_note_expunge(struct store *s, struct mailbox *mb, uint32_t number, uint32_t uid,

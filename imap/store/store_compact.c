@@ -74,6 +74,8 @@ struct carry_ctx {
 	uint32_t segment;
 	uint32_t *ids; /* the mailboxes when the work began */
 	size_t nids, capids;
+	size_t at;     /* the mailbox the next slice goes on with (index into ids) */
+	uint32_t next; /* and the UID in it */
 	struct msg slice[IMAPQ_COMPACT_SLICE_MESSAGES];
 	uint64_t carried;
 	imapq_err err;
@@ -99,36 +101,67 @@ static void note_mailbox(struct store *s, struct mailbox *mb, void *arg)
 	cc->ids[cc->nids++] = mb->id;
 }
 
-/* One slice, under the lock: carries the live messages of mailbox id whose bodies are in the
- * segment, from UID *next on, up to the slice's limits. Sets *next to the first UID it did not
- * examine, or 0 when the mailbox is done (or gone). A message that changed since an earlier
- * slice is carried as it is now; one expunged meanwhile is no longer there to carry. */
-static imapq_err carry_slice(struct store *s, struct carry_ctx *cc, uint32_t id, uint32_t *next)
+/* True when the segment holds no live message any more, so nothing is left to carry. */
+static bool segment_empty(struct store *s, uint32_t number)
 {
-	struct mailbox *mb = store_mailbox_by_id(s, id);
-	if (!mb) {
-		*next = 0;
-		return IMAPQ_OK;
-	}
-	size_t n = 0, scanned = 0;
+	const struct store_segment *seg = store_segment_get(s, number, false);
+	return !seg || seg->live_messages == 0;
+}
+
+/* Gathers, from cc's place on, up to room messages of mb whose bodies are in the segment,
+ * examining at most *budget; moves cc's place past what it examined. */
+static size_t gather(struct carry_ctx *cc, struct mailbox *mb, size_t room, size_t *budget)
+{
+	size_t n = 0;
 	struct msgtable_cursor c;
-	const struct msg *m = msgtable_seek(mb->msgs, *next, &c);
-	for (; m && n < IMAPQ_COMPACT_SLICE_MESSAGES && scanned < IMAPQ_COMPACT_SLICE_SCAN;
-	     m = msgtable_next(mb->msgs, &c), scanned++) {
+	const struct msg *m = msgtable_seek(mb->msgs, cc->next, &c);
+	for (; m && n<room && * budget> 0; m = msgtable_next(mb->msgs, &c), (*budget)--) {
 		if (m->loc != 0 && journal_loc_segment(m->loc) == cc->segment)
 			cc->slice[n++] = *m;
 	}
-	*next = m ? m->uid : 0;
-	imapq_err err = IMAPQ_OK;
-	for (size_t i = 0; i < n && err == IMAPQ_OK; i++) {
-		err = store_message_carry(s, mb, &cc->slice[i], NULL);
-		if (err == IMAPQ_OK) {
-			cc->carried++;
-			s->carried++;
-			s->carried_bytes += cc->slice[i].size;
-		}
+	if (m) {
+		cc->next = m->uid;
+	} else {
+		cc->at++;
+		cc->next = 1;
 	}
+	return n;
+}
+
+/* One slice, under the lock: goes on through the mailboxes from where the last one stopped,
+ * carrying live messages whose bodies are in the segment, until it has carried
+ * IMAPQ_COMPACT_SLICE_MESSAGES or examined IMAPQ_COMPACT_SLICE_SCAN messages and mailboxes, or
+ * the segment holds no live message any more. A message that changed since an earlier slice is
+ * carried as it is now; one expunged meanwhile is no longer there to carry. */
+static imapq_err carry_slice(struct store *s, struct carry_ctx *cc)
+{
+	size_t carried = 0, budget = IMAPQ_COMPACT_SLICE_SCAN;
+	imapq_err err = IMAPQ_OK;
 	s->compact_slices++;
+	while (cc->at < cc->nids && carried < IMAPQ_COMPACT_SLICE_MESSAGES && budget > 0 &&
+	       err == IMAPQ_OK) {
+		if (segment_empty(s, cc->segment)) {
+			cc->at = cc->nids;
+			break;
+		}
+		budget--;
+		struct mailbox *mb = store_mailbox_by_id(s, cc->ids[cc->at]);
+		if (!mb) {
+			cc->at++;
+			cc->next = 1;
+			continue;
+		}
+		size_t n = gather(cc, mb, IMAPQ_COMPACT_SLICE_MESSAGES - carried, &budget);
+		for (size_t i = 0; i < n && err == IMAPQ_OK; i++) {
+			err = store_message_carry(s, mb, &cc->slice[i], NULL);
+			if (err == IMAPQ_OK) {
+				cc->carried++;
+				s->carried++;
+				s->carried_bytes += cc->slice[i].size;
+			}
+		}
+		carried += n;
+	}
 	return err;
 }
 
@@ -136,22 +169,21 @@ static imapq_err carry_slice(struct store *s, struct carry_ctx *cc, uint32_t id,
  * when the store began to close first. */
 static imapq_err carry_segment(struct store *s, struct carry_ctx *cc, bool *stopped_r)
 {
-	for (size_t i = 0; i < cc->nids; i++) {
-		uint32_t next = 1;
-		while (next != 0) {
-			if (compact_stopping(s)) {
-				*stopped_r = true;
-				return IMAPQ_OK;
-			}
-			pthread_mutex_lock(&s->lock);
-			uint64_t t0 = now_ns();
-			imapq_err err = carry_slice(s, cc, cc->ids[i], &next);
-			store_finish_write(s, 0);
-			pthread_mutex_unlock(&s->lock);
-			if (err != IMAPQ_OK)
-				return err;
-			pause_after(now_ns() - t0);
+	cc->at = 0;
+	cc->next = 1;
+	while (cc->at < cc->nids) {
+		if (compact_stopping(s)) {
+			*stopped_r = true;
+			return IMAPQ_OK;
 		}
+		pthread_mutex_lock(&s->lock);
+		uint64_t t0 = now_ns();
+		imapq_err err = carry_slice(s, cc);
+		store_finish_write(s, 0);
+		pthread_mutex_unlock(&s->lock);
+		if (err != IMAPQ_OK)
+			return err;
+		pause_after(now_ns() - t0);
 	}
 	return IMAPQ_OK;
 }

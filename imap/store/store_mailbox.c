@@ -199,7 +199,7 @@ void store_mailbox_remove(struct store *s, struct mailbox *mb)
 		struct msgtable_cursor c;
 		for (const struct msg *m = msgtable_seek(mb->msgs, 0, &c); m;
 		     m = msgtable_next(mb->msgs, &c)) {
-			store_segment_account(s, m->loc, -(int64_t)m->size);
+			store_segment_account(s, m->loc, m->size, false);
 			if (s->journal)
 				journal_reserve_add(s->journal, -STORE_ACK_RESERVE);
 		}

@@ -103,7 +103,7 @@ static imapq_err replay_add(struct store *s, struct mailbox *mb, const struct ms
 			mb->bytes += m->size;
 			s->messages++;
 			s->live_bytes += m->size;
-			store_segment_account(s, m->loc, m->size);
+			store_segment_account(s, m->loc, m->size, true);
 			reserve_for(s, 1);
 			return IMAPQ_OK;
 		}
@@ -133,7 +133,7 @@ imapq_err store_msg_add(struct store *s, struct mailbox *mb, const struct msg *m
 	mb->bytes += m->size;
 	s->messages++;
 	s->live_bytes += m->size;
-	store_segment_account(s, m->loc, m->size);
+	store_segment_account(s, m->loc, m->size, true);
 	reserve_for(s, 1);
 	notify(s, mb, NULL, m);
 	return IMAPQ_OK;
@@ -178,8 +178,8 @@ void store_msg_set_loc(struct store *s, struct mailbox *mb, uint32_t uid, uint64
 	const struct msg *old = msgtable_find(mb->msgs, uid);
 	if (!old)
 		return;
-	store_segment_account(s, old->loc, -(int64_t)old->size);
-	store_segment_account(s, loc, old->size);
+	store_segment_account(s, old->loc, old->size, false);
+	store_segment_account(s, loc, old->size, true);
 	msgtable_set_loc(mb->msgs, uid, loc);
 }
 
@@ -197,7 +197,7 @@ bool store_msg_remove(struct store *s, struct mailbox *mb, uint32_t uid, uint64_
 		mb->bytes -= m.size;
 		s->messages--;
 		s->live_bytes -= m.size;
-		store_segment_account(s, m.loc, -(int64_t)m.size);
+		store_segment_account(s, m.loc, m.size, false);
 		reserve_for(s, -1);
 		notify(s, mb, &m, NULL);
 	}
@@ -243,13 +243,39 @@ struct store_segment *store_segment_get(struct store *s, uint32_t number, bool c
 	return &s->segments[lo];
 }
 
-void store_segment_account(struct store *s, uint64_t loc, int64_t delta)
+void store_segment_account(struct store *s, uint64_t loc, uint32_t size, bool add)
 {
 	if (loc == 0 || s->replaying)
 		return;
 	struct store_segment *seg = store_segment_get(s, journal_loc_segment(loc), true);
-	if (seg)
-		seg->live_bytes += (uint64_t)delta;
+	if (!seg)
+		return;
+	if (add) {
+		seg->live_bytes += size;
+		seg->live_messages++;
+	} else {
+		seg->live_bytes -= size;
+		seg->live_messages--;
+	}
+}
+
+/* Counts one mailbox's messages into their segments. */
+static void recount_mailbox(struct store *s, struct mailbox *mb, void *arg)
+{
+	(void)arg;
+	struct msgtable_cursor c;
+	for (const struct msg *m = msgtable_seek(mb->msgs, 0, &c); m;
+	     m = msgtable_next(mb->msgs, &c))
+		store_segment_account(s, m->loc, m->size, true);
+}
+
+void store_segments_recount(struct store *s)
+{
+	for (size_t i = 0; i < s->nsegments; i++) {
+		s->segments[i].live_bytes = 0;
+		s->segments[i].live_messages = 0;
+	}
+	store_mailboxes_each(s, recount_mailbox, NULL);
 }
 
 void store_segment_note_expunge(struct store *s, struct mailbox *mb, uint32_t number, uint32_t uid,

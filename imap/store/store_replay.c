@@ -498,5 +498,7 @@ imapq_err store_replay_finish(struct store *s)
 	/* Messages replayed straight into their tables still need their ack reserve. */
 	journal_reserve_add(s->journal, (int64_t)s->messages * STORE_ACK_RESERVE);
 	store_mailboxes_each(s, finish_mailbox, &err);
+	if (err == IMAPQ_OK)
+		store_segments_recount(s);
 	return err;
 }

@@ -20,8 +20,8 @@
 
 #define SEGMENT_BYTES (64 * 1024)
 #define SLACK	      (IMAPQ_COMPACT_SLACK_SEGMENTS * SEGMENT_BYTES)
-#define BACKLOG	      2000
-#define BACKLOG_BODY  200
+#define BACKLOG	      6000
+#define BACKLOG_BODY  40
 #define CHURN_BODY    1000
 
 static uint32_t create(struct store *s, const char *name)
@@ -117,7 +117,8 @@ static void test_pass_starts_past_live_state(void **state)
 	assert_true(st.carried >= BACKLOG);
 	assert_true(st.carried < 2 * BACKLOG);
 	assert_true(dead_bytes(s) <= SLACK);
-	/* The work came in slices of at most IMAPQ_COMPACT_SLICE_MESSAGES. */
+	/* The work came in slices of at most IMAPQ_COMPACT_SLICE_MESSAGES: a segment of the
+	 * backlog holds about 600 messages. */
 	assert_true(st.compact_slices >= st.carried / IMAPQ_COMPACT_SLICE_MESSAGES);
 	assert_true(st.compact_slices > st.compactions);
 
@@ -178,11 +179,55 @@ static void test_rule_with_little_disk_left(void **state)
 	assert_false(store_compact_due(slack + 1, live, slack, live));
 }
 
+/* A segment that holds no live message is freed in one slice, without examining the 20,000 live
+ * messages of newer segments (more than one slice may examine). The store is reopened first, so
+ * the segments' live counts are the ones replay rebuilt; compaction through the live segments
+ * then keeps every message. */
+static void test_dead_segment_takes_one_slice(void **state)
+{
+	struct store_fixture *f = *state;
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
+	uint32_t churn = create(f->s, "churn");
+	uint32_t live = create(f->s, "live");
+	/* About five segments of appends that are expunged again, then the live messages. */
+	churn_until(f->s, churn, 5 * SEGMENT_BYTES);
+	for (uint32_t i = 0; i < 20000; i++)
+		append_fill(f->s, live, 'l', 8);
+	assert_true(20000 > IMAPQ_COMPACT_SLICE_SCAN);
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
+
+	/* The pass frees dead segments until within the slack, one slice each. */
+	struct store_stats st;
+	assert_int_equal(store_compact(f->s, true), IMAPQ_OK);
+	store_stats(f->s, &st);
+	assert_true(st.compactions >= 2);
+	assert_int_equal(st.compact_slices, st.compactions);
+	assert_int_equal(st.carried, 0);
+
+	/* On through the live segments (some carried copies are carried again on the way):
+	 * every message stays. */
+	for (int i = 0; i < 100 && st.carried < 20000; i++) {
+		assert_int_equal(store_compact(f->s, true), IMAPQ_OK);
+		store_stats(f->s, &st);
+	}
+	assert_true(st.carried >= 20000);
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
+	struct store_mailbox_status ms;
+	assert_int_equal(store_mailbox_status(f->s, live, &ms), IMAPQ_OK);
+	assert_int_equal(ms.messages, 20000);
+	char buf[16];
+	size_t got = 0;
+	assert_int_equal(store_body_read(f->s, live, 20000, 0, buf, sizeof buf, &got), IMAPQ_OK);
+	assert_int_equal(got, 8);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rule_with_little_disk_left),
+	    cmocka_unit_test_setup_teardown(test_dead_segment_takes_one_slice, store_fixture_setup,
+					    store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_pass_starts_past_live_state, store_fixture_setup,
 					    store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_small_store_keeps_within_slack,

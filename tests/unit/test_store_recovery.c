@@ -678,8 +678,9 @@ static void test_compaction_beside_a_writer(void **state)
 	store_stats(s, &st);
 	assert_true(st.compactions >= 4);
 	assert_true(st.carried > IMAPQ_COMPACT_SLICE_MESSAGES);
-	/* Three mailboxes, and q0 held more of each segment than one slice carries. */
-	assert_true(st.compact_slices > 3 * st.compactions);
+	/* q0 held more of each segment than one slice carries. */
+	assert_true(st.compact_slices > st.compactions);
+	assert_true(st.compact_slices >= st.carried / IMAPQ_COMPACT_SLICE_MESSAGES);
 	assert_true(during > 0);
 	char *live = dump(s, false);
 	store_close(&s);
