@@ -50,14 +50,13 @@
  * its live size. */
 #define IMAPQ_COMPACT_SLACK_SEGMENTS 2
 #define IMAPQ_COMPACT_DEAD_PERCENT   100
-/* Compaction works in slices: each holds the store lock for at most this many carried messages
- * and this many examined ones, then leaves the lock free for as long as it held it, so
- * foreground work waits well under a millisecond for it and it takes at most about half of the
- * lock's time. */
+/* Compaction works in slices: each holds the store lock for at most this many carried messages,
+ * this many body bytes (or one message, when a body is larger) and this many examined messages,
+ * then leaves the lock free for as long as it held it, so foreground work waits about a
+ * millisecond for it and it takes at most about half of the lock's time. */
 #define IMAPQ_COMPACT_SLICE_MESSAGES 256
+#define IMAPQ_COMPACT_SLICE_BYTES    (1024 * 1024)
 #define IMAPQ_COMPACT_SLICE_SCAN     16384
-/* The longest pause between two slices, in microseconds. */
-#define IMAPQ_COMPACT_PAUSE_MAX_US 2000
 
 /* Command text in bytes (literal data excluded) once authenticated: FETCH and SEARCH lines with
  * long UID sets stay well below 64 KiB, and the line is what a command holds in memory. */

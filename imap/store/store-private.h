@@ -118,8 +118,14 @@ struct store {
 	struct store_segment *segments; /* oldest first */
 	size_t nsegments, capsegments;
 	uint32_t active_segment;
-	/* Dead journal bytes a compaction pass leaves: IMAPQ_COMPACT_SLACK_SEGMENTS segments. */
-	uint64_t compact_slack;
+	/* The journal's rotation size, and the dead journal bytes a compaction pass leaves:
+	 * IMAPQ_COMPACT_SLACK_SEGMENTS segments. */
+	uint64_t segment_bytes, compact_slack;
+	/* Journal bytes of the last checkpoint written (each segment starts with one). */
+	uint64_t checkpoint_bytes;
+	/* Set when a segment's live count could not be kept (no memory for its entry): compaction
+	 * then examines every message instead of stopping once a segment's count is zero. */
+	bool segment_counts_lost;
 	/* What compaction did since open (store_stats); under lock. */
 	uint64_t compactions, carried, carried_bytes, compact_slices;
 	/* Compaction runs one at a time under compact_run; the background thread sleeps on

@@ -91,6 +91,7 @@ imapq_err store_rotate(struct store *s)
 	if (err != IMAPQ_OK)
 		return err;
 	s->active_segment = number;
+	uint64_t start = journal_append_lsn(s->journal);
 	struct store_segment *seg = store_segment_get(s, number, true);
 	uint8_t head[12], end[4];
 	struct store_buf b = {.data = head, .cap = sizeof head};
@@ -108,6 +109,8 @@ imapq_err store_rotate(struct store *s)
 				NULL, NULL);
 	if (err == IMAPQ_OK && seg)
 		seg->checkpointed = true;
+	if (err == IMAPQ_OK)
+		s->checkpoint_bytes = journal_append_lsn(s->journal) - start;
 	if (err != IMAPQ_OK)
 		log_error(STORE_LOG, "checkpoint of segment %u failed: %s", number,
 			  imapq_err_message(err));
@@ -269,9 +272,8 @@ imapq_err store_open(const struct store_options *opts, struct store_report *repo
 	s->max_mailbox_messages =
 	    opts->max_mailbox_messages ? opts->max_mailbox_messages : IMAPQ_MAX_MAILBOX_MESSAGES;
 	s->max_messages = opts->max_messages ? opts->max_messages : IMAPQ_MAX_STORE_MESSAGES;
-	s->compact_slack =
-	    IMAPQ_COMPACT_SLACK_SEGMENTS *
-	    (opts->segment_bytes ? opts->segment_bytes : IMAPQ_JOURNAL_SEGMENT_BYTES);
+	s->segment_bytes = opts->segment_bytes ? opts->segment_bytes : IMAPQ_JOURNAL_SEGMENT_BYTES;
+	s->compact_slack = IMAPQ_COMPACT_SLACK_SEGMENTS * s->segment_bytes;
 	struct journal_options jo = {
 	    .dir = path, .fsync = opts->fsync, .segment_bytes = opts->segment_bytes};
 	struct journal_report jr = {0};

@@ -12,15 +12,19 @@
 #include "imap/store/store-private.h"
 #include "imap/store/store_records.h"
 
-/* Estimated journal bytes that are metadata rather than bodies: the checkpoint and the latest
- * record of each message (a carried record's framing and fields). */
-#define STORE_META_PER_MAILBOX 512
+/* Journal bytes that are metadata rather than bodies: the latest record of each message (a
+ * carried record's framing and fields), and per mailbox in a checkpoint until one was written. */
 #define STORE_META_PER_MESSAGE 64
+#define STORE_META_PER_MAILBOX 512
 
 uint64_t store_needed_bytes(const struct store *s)
 {
-	return s->live_bytes + (uint64_t)s->nmailboxes * STORE_META_PER_MAILBOX +
-	       s->messages * STORE_META_PER_MESSAGE;
+	uint64_t records = s->live_bytes + s->messages * STORE_META_PER_MESSAGE;
+	uint64_t checkpoint = (uint64_t)s->nmailboxes * STORE_META_PER_MAILBOX;
+	if (s->checkpoint_bytes > checkpoint)
+		checkpoint = s->checkpoint_bytes;
+	/* Every segment of the compacted journal starts with a checkpoint. */
+	return records + checkpoint * (records / s->segment_bytes + 1);
 }
 
 /* Dead journal bytes: those beyond what the live state needs; *needed_r gets the latter. */
@@ -57,14 +61,12 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Leaves the lock free for as long as the last slice held it (at most
- * IMAPQ_COMPACT_PAUSE_MAX_US): a waiting writer gets in, and carried bytes reach the disk in
- * steps that each foreground commit can absorb. */
+/* Leaves the lock free for as long as the last slice held it: a waiting writer gets in, and
+ * carried bytes reach the disk in steps that each foreground commit can absorb. */
 static void pause_after(uint64_t held_ns)
 {
-	uint64_t cap = (uint64_t)IMAPQ_COMPACT_PAUSE_MAX_US * 1000u;
-	uint64_t ns = held_ns < cap ? held_ns : cap;
-	struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ns};
+	struct timespec ts = {.tv_sec = (time_t)(held_ns / 1000000000u),
+			      .tv_nsec = (long)(held_ns % 1000000000u)};
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
 }
@@ -104,21 +106,34 @@ static void note_mailbox(struct store *s, struct mailbox *mb, void *arg)
 /* True when the segment holds no live message any more, so nothing is left to carry. */
 static bool segment_empty(struct store *s, uint32_t number)
 {
+	if (s->segment_counts_lost)
+		return false;
 	const struct store_segment *seg = store_segment_get(s, number, false);
 	return !seg || seg->live_messages == 0;
 }
 
-/* Gathers, from cc's place on, up to room messages of mb whose bodies are in the segment,
- * examining at most *budget; moves cc's place past what it examined. */
-static size_t gather(struct carry_ctx *cc, struct mailbox *mb, size_t room, size_t *budget)
+/* What one slice may still do. */
+struct slice_budget {
+	size_t messages; /* to carry */
+	uint64_t bytes;	 /* of bodies to carry; the first message goes whatever its size */
+	size_t scan;	 /* messages and mailboxes to examine */
+};
+
+/* Gathers, from cc's place on, messages of mb whose bodies are in the segment, while b allows;
+ * moves cc's place past what it examined. */
+static size_t gather(struct carry_ctx *cc, struct mailbox *mb, struct slice_budget *b)
 {
 	size_t n = 0;
 	struct msgtable_cursor c;
 	const struct msg *m = msgtable_seek(mb->msgs, cc->next, &c);
-	for (; m && n<room && * budget> 0; m = msgtable_next(mb->msgs, &c), (*budget)--) {
-		if (m->loc != 0 && journal_loc_segment(m->loc) == cc->segment)
-			cc->slice[n++] = *m;
+	for (; m && n < b->messages && b->bytes > 0 && b->scan > 0;
+	     m = msgtable_next(mb->msgs, &c), b->scan--) {
+		if (m->loc == 0 || journal_loc_segment(m->loc) != cc->segment)
+			continue;
+		cc->slice[n++] = *m;
+		b->bytes = m->size < b->bytes ? b->bytes - m->size : 0;
 	}
+	b->messages -= n;
 	if (m) {
 		cc->next = m->uid;
 	} else {
@@ -135,23 +150,25 @@ static size_t gather(struct carry_ctx *cc, struct mailbox *mb, size_t room, size
  * carried as it is now; one expunged meanwhile is no longer there to carry. */
 static imapq_err carry_slice(struct store *s, struct carry_ctx *cc)
 {
-	size_t carried = 0, budget = IMAPQ_COMPACT_SLICE_SCAN;
+	struct slice_budget b = {.messages = IMAPQ_COMPACT_SLICE_MESSAGES,
+				 .bytes = IMAPQ_COMPACT_SLICE_BYTES,
+				 .scan = IMAPQ_COMPACT_SLICE_SCAN};
 	imapq_err err = IMAPQ_OK;
 	s->compact_slices++;
-	while (cc->at < cc->nids && carried < IMAPQ_COMPACT_SLICE_MESSAGES && budget > 0 &&
+	while (cc->at < cc->nids && b.messages > 0 && b.bytes > 0 && b.scan > 0 &&
 	       err == IMAPQ_OK) {
 		if (segment_empty(s, cc->segment)) {
 			cc->at = cc->nids;
 			break;
 		}
-		budget--;
+		b.scan--;
 		struct mailbox *mb = store_mailbox_by_id(s, cc->ids[cc->at]);
 		if (!mb) {
 			cc->at++;
 			cc->next = 1;
 			continue;
 		}
-		size_t n = gather(cc, mb, IMAPQ_COMPACT_SLICE_MESSAGES - carried, &budget);
+		size_t n = gather(cc, mb, &b);
 		for (size_t i = 0; i < n && err == IMAPQ_OK; i++) {
 			err = store_message_carry(s, mb, &cc->slice[i], NULL);
 			if (err == IMAPQ_OK) {
@@ -160,7 +177,6 @@ static imapq_err carry_slice(struct store *s, struct carry_ctx *cc)
 				s->carried_bytes += cc->slice[i].size;
 			}
 		}
-		carried += n;
 	}
 	return err;
 }
@@ -264,14 +280,17 @@ static imapq_err compact_oldest(struct store *s, bool *stopped_r)
 		struct store_segment *seg = store_segment_get(s, cc->segment, false);
 		if (seg)
 			err = fold_floors(s, seg);
-		if (err == IMAPQ_OK) {
+		if (err == IMAPQ_OK)
 			forget_segment(s, cc->segment);
-			s->compactions++;
-		}
 		store_finish_write(s, 0);
 		pthread_mutex_unlock(&s->lock);
 		if (err == IMAPQ_OK)
 			err = journal_drop_oldest(s->journal);
+		if (err == IMAPQ_OK) {
+			pthread_mutex_lock(&s->lock);
+			s->compactions++;
+			pthread_mutex_unlock(&s->lock);
+		}
 		if (err == IMAPQ_OK)
 			log_info(STORE_LOG, "compacted segment %u: %llu messages carried",
 				 cc->segment, (unsigned long long)cc->carried);

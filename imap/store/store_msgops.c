@@ -248,8 +248,11 @@ void store_segment_account(struct store *s, uint64_t loc, uint32_t size, bool ad
 	if (loc == 0 || s->replaying)
 		return;
 	struct store_segment *seg = store_segment_get(s, journal_loc_segment(loc), true);
-	if (!seg)
+	if (!seg) {
+		/* Out of memory: compaction may no longer trust the counts to skip a segment. */
+		s->segment_counts_lost = true;
 		return;
+	}
 	if (add) {
 		seg->live_bytes += size;
 		seg->live_messages++;
@@ -271,6 +274,7 @@ static void recount_mailbox(struct store *s, struct mailbox *mb, void *arg)
 
 void store_segments_recount(struct store *s)
 {
+	s->segment_counts_lost = false;
 	for (size_t i = 0; i < s->nsegments; i++) {
 		s->segments[i].live_bytes = 0;
 		s->segments[i].live_messages = 0;

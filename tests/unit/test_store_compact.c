@@ -221,11 +221,39 @@ static void test_dead_segment_takes_one_slice(void **state)
 	assert_int_equal(got, 8);
 }
 
+/* Large bodies: a slice carries at most IMAPQ_COMPACT_SLICE_BYTES of them (and at least one). */
+static void test_slice_stops_at_its_bytes(void **state)
+{
+	struct store_fixture *f = *state;
+	const size_t big = 300 * 1000;
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, 4 * 1024 * 1024, &f->s);
+	uint32_t id = create(f->s, "big");
+	char *body = malloc(big);
+	assert_non_null(body);
+	memset(body, 'b', big);
+	struct journal_body b = {.data = body, .fd = -1, .len = big, .crc = crc32c(0, body, big)};
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(store_append(f->s, id, 0, 1, &b, NULL, NULL, NULL), IMAPQ_OK);
+	free(body);
+	assert_int_equal(store_compact(f->s, true), IMAPQ_OK);
+	struct store_stats st;
+	store_stats(f->s, &st);
+	/* The oldest segment held about 13 of them; four fit in 1 MiB, the fourth passing it. */
+	assert_true(st.carried >= 10);
+	size_t per_slice = IMAPQ_COMPACT_SLICE_BYTES / big + 1;
+	assert_true(st.compact_slices >= (st.carried + per_slice - 1) / per_slice);
+	struct store_mailbox_status ms;
+	assert_int_equal(store_mailbox_status(f->s, id, &ms), IMAPQ_OK);
+	assert_int_equal(ms.messages, 20);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rule_with_little_disk_left),
+	    cmocka_unit_test_setup_teardown(test_slice_stops_at_its_bytes, store_fixture_setup,
+					    store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_dead_segment_takes_one_slice, store_fixture_setup,
 					    store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_pass_starts_past_live_state, store_fixture_setup,
