@@ -118,9 +118,9 @@ struct store {
 	struct store_segment *segments; /* oldest first */
 	size_t nsegments, capsegments;
 	uint32_t active_segment;
-	/* The journal's rotation size, and the dead journal bytes a compaction pass leaves:
-	 * IMAPQ_COMPACT_SLACK_SEGMENTS segments. */
-	uint64_t segment_bytes, compact_slack;
+	/* The journal's rotation size; compaction leaves IMAPQ_COMPACT_SLACK_SEGMENTS of it dead.
+	 */
+	uint64_t segment_bytes;
 	/* Journal bytes of the last checkpoint written (each segment starts with one). */
 	uint64_t checkpoint_bytes;
 	/* Set when a segment's live count could not be kept (no memory for its entry): compaction

@@ -273,7 +273,6 @@ imapq_err store_open(const struct store_options *opts, struct store_report *repo
 	    opts->max_mailbox_messages ? opts->max_mailbox_messages : IMAPQ_MAX_MAILBOX_MESSAGES;
 	s->max_messages = opts->max_messages ? opts->max_messages : IMAPQ_MAX_STORE_MESSAGES;
 	s->segment_bytes = opts->segment_bytes ? opts->segment_bytes : IMAPQ_JOURNAL_SEGMENT_BYTES;
-	s->compact_slack = IMAPQ_COMPACT_SLACK_SEGMENTS * s->segment_bytes;
 	struct journal_options jo = {
 	    .dir = path, .fsync = opts->fsync, .segment_bytes = opts->segment_bytes};
 	struct journal_report jr = {0};

@@ -9,6 +9,7 @@
 
 #include "imap/base/limits.h"
 #include "imap/base/log.h"
+#include "imap/base/vec.h"
 #include "imap/store/store-private.h"
 #include "imap/store/store_records.h"
 
@@ -88,19 +89,9 @@ static void note_mailbox(struct store *s, struct mailbox *mb, void *arg)
 {
 	(void)s;
 	struct carry_ctx *cc = arg;
-	if (cc->err != IMAPQ_OK)
-		return;
-	if (cc->nids == cc->capids) {
-		size_t cap = cc->capids ? cc->capids * 2 : 64;
-		uint32_t *ids = realloc(cc->ids, cap * sizeof *ids);
-		if (!ids) {
-			cc->err = IMAPQ_E_NOMEM;
-			return;
-		}
-		cc->ids = ids;
-		cc->capids = cap;
-	}
-	cc->ids[cc->nids++] = mb->id;
+	if (cc->err == IMAPQ_OK &&
+	    !vec_push((void **)&cc->ids, &cc->nids, &cc->capids, sizeof *cc->ids, &mb->id))
+		cc->err = IMAPQ_E_NOMEM;
 }
 
 /* True when the segment holds no live message any more, so nothing is left to carry. */
@@ -145,8 +136,9 @@ static size_t gather(struct carry_ctx *cc, struct mailbox *mb, struct slice_budg
 
 /* One slice, under the lock: goes on through the mailboxes from where the last one stopped,
  * carrying live messages whose bodies are in the segment, until it has carried
- * IMAPQ_COMPACT_SLICE_MESSAGES or examined IMAPQ_COMPACT_SLICE_SCAN messages and mailboxes, or
- * the segment holds no live message any more. A message that changed since an earlier slice is
+ * IMAPQ_COMPACT_SLICE_MESSAGES or IMAPQ_COMPACT_SLICE_BYTES of bodies, examined
+ * IMAPQ_COMPACT_SLICE_SCAN messages and mailboxes, or the segment holds no live message any
+ * more. A message that changed since an earlier slice is
  * carried as it is now; one expunged meanwhile is no longer there to carry. */
 static imapq_err carry_slice(struct store *s, struct carry_ctx *cc)
 {
@@ -290,10 +282,9 @@ static imapq_err compact_oldest(struct store *s, bool *stopped_r)
 			pthread_mutex_lock(&s->lock);
 			s->compactions++;
 			pthread_mutex_unlock(&s->lock);
-		}
-		if (err == IMAPQ_OK)
 			log_info(STORE_LOG, "compacted segment %u: %llu messages carried",
 				 cc->segment, (unsigned long long)cc->carried);
+		}
 	}
 	if (err != IMAPQ_OK)
 		log_warn(STORE_LOG, "compaction failed: %s", imapq_err_message(err));
@@ -311,11 +302,12 @@ imapq_err store_compact(struct store *s, bool force)
 	journal_stats(s->journal, &js);
 	/* Each step frees one segment; never more steps than there were segments. A pass starts
 	 * when due and, once started, goes on until the dead bytes are within the slack. */
+	uint64_t slack = IMAPQ_COMPACT_SLACK_SEGMENTS * s->segment_bytes;
 	for (uint32_t step = 0; step < js.segments && err == IMAPQ_OK && !stopped; step++) {
 		uint64_t needed, dead = dead_bytes(s, &needed);
-		bool go = step == 0 ? force || store_compact_due(dead, needed, s->compact_slack,
+		bool go = step == 0 ? force || store_compact_due(dead, needed, slack,
 								 journal_disk_free(s->journal))
-				    : dead > s->compact_slack;
+				    : dead > slack;
 		if (!go)
 			break;
 		err = compact_oldest(s, &stopped);

@@ -86,6 +86,14 @@ static inline int store_fixture_teardown(void **state)
 	return 0;
 }
 
+/* Creates mailbox name and returns its id. */
+static inline uint32_t fixture_mailbox(struct store *s, const char *name)
+{
+	uint32_t id = 0;
+	assert_int_equal(store_mailbox_create(s, name, &id, NULL), IMAPQ_OK);
+	return id;
+}
+
 /* Appends a message with a text body to mailbox id and returns its UID. */
 static inline uint32_t append_text(struct store *s, uint32_t id, uint64_t flags, const char *text)
 {

@@ -25,13 +25,6 @@ static void reopen(struct store_fixture *f, uint64_t segment_bytes)
 	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, segment_bytes, &f->s);
 }
 
-static uint32_t create(struct store *s, const char *name)
-{
-	uint32_t id = 0;
-	assert_int_equal(store_mailbox_create(s, name, &id, NULL), IMAPQ_OK);
-	return id;
-}
-
 static uint64_t modseq_of(struct store *s, uint32_t id, uint32_t uid)
 {
 	struct store_message m;
@@ -98,10 +91,10 @@ static void test_mailbox_lifecycle(void **state)
 	assert_int_equal(store_mailbox_rename(s, "INBOX", "x", NULL), IMAPQ_E_INVALID);
 	assert_int_equal(store_mailbox_create(s, "a//b", NULL, NULL), IMAPQ_E_INVALID);
 
-	uint32_t foo = create(s, "foo");
-	uint32_t foox = create(s, "foo/x");
-	uint32_t fooxy = create(s, "foo/x/y");
-	uint32_t foobar = create(s, "foobar");
+	uint32_t foo = fixture_mailbox(s, "foo");
+	uint32_t foox = fixture_mailbox(s, "foo/x");
+	uint32_t fooxy = fixture_mailbox(s, "foo/x/y");
+	uint32_t foobar = fixture_mailbox(s, "foobar");
 	assert_int_equal(store_mailbox_create(s, "foo", NULL, NULL), IMAPQ_E_EXISTS);
 	/* Non-INBOX names are case-sensitive. */
 	assert_int_equal(store_mailbox_find(s, "FOO", &id), IMAPQ_E_NONEXISTENT);
@@ -150,7 +143,7 @@ static void test_mailbox_lifecycle(void **state)
 	assert_int_equal(store_mailbox_find(s, "bar/x", &id), IMAPQ_OK);
 	assert_int_equal(store_mailbox_delete(s, "bar", NULL), IMAPQ_E_NONEXISTENT);
 	/* Ids are never reused. */
-	uint32_t again = create(s, "bar");
+	uint32_t again = fixture_mailbox(s, "bar");
 	assert_true(again > foobar);
 
 	reopen(f, 0);
@@ -172,7 +165,7 @@ static void test_uidvalidity_and_counters(void **state)
 	size_t n = 0;
 	struct store_mailbox_status st;
 	for (int round = 0; round < 3; round++) {
-		uint32_t id = create(f->s, "q");
+		uint32_t id = fixture_mailbox(f->s, "q");
 		assert_int_equal(store_mailbox_status(f->s, id, &st), IMAPQ_OK);
 		for (size_t i = 0; i < n; i++)
 			assert_true(st.uidvalidity > seen[i]);
@@ -185,7 +178,7 @@ static void test_uidvalidity_and_counters(void **state)
 			reopen(f, 0);
 	}
 	/* UIDNEXT and HIGHESTMODSEQ survive restarts even when every message is gone. */
-	uint32_t id = create(f->s, "keep");
+	uint32_t id = fixture_mailbox(f->s, "keep");
 	for (int i = 0; i < 5; i++)
 		append_text(f->s, id, STORE_DELETED, "x");
 	assert_int_equal(store_expunge(f->s, id, NULL, 0, NULL, NULL, NULL), IMAPQ_OK);
@@ -205,7 +198,7 @@ static void test_append_and_read(void **state)
 {
 	struct store_fixture *f = *state;
 	struct store *s = f->s;
-	uint32_t id = create(s, "msgs");
+	uint32_t id = fixture_mailbox(s, "msgs");
 	uint32_t u1 = append_text(s, id, STORE_SEEN, "first body");
 	/* A body given as a file range. */
 	char path[128];
@@ -297,7 +290,7 @@ static void test_conditional_store(void **state)
 {
 	struct store_fixture *f = *state;
 	struct store *s = f->s;
-	uint32_t id = create(s, "cs");
+	uint32_t id = fixture_mailbox(s, "cs");
 	unsigned claimed, delayed, k;
 	assert_int_equal(store_keyword(s, id, "$Claimed", false, &k, NULL), IMAPQ_E_NOTFOUND);
 	assert_int_equal(store_keyword(s, id, "$Claimed", true, &claimed, NULL), IMAPQ_OK);
@@ -432,7 +425,7 @@ static int race_try(void *arg)
 static void test_claim_race(void **state)
 {
 	struct store_fixture *f = *state;
-	struct race r = {.s = f->s, .id = create(f->s, "race")};
+	struct race r = {.s = f->s, .id = fixture_mailbox(f->s, "race")};
 	unsigned k;
 	assert_int_equal(store_keyword(f->s, r.id, "$Claimed", true, &k, NULL), IMAPQ_OK);
 	r.claimed = STORE_KEYWORD(k);
@@ -474,7 +467,7 @@ static void test_expunge_copy_move(void **state)
 {
 	struct store_fixture *f = *state;
 	struct store *s = f->s;
-	uint32_t a = create(s, "a"), b = create(s, "b");
+	uint32_t a = fixture_mailbox(s, "a"), b = fixture_mailbox(s, "b");
 	unsigned ka, kb;
 	assert_int_equal(store_keyword(s, a, "$Other", true, &ka, NULL), IMAPQ_OK);
 	assert_int_equal(store_keyword(s, a, "$Claimed", true, &ka, NULL), IMAPQ_OK);
@@ -591,7 +584,7 @@ static void test_vanished_and_changed(void **state)
 	struct store_fixture *f = *state;
 	reopen(f, 16 * 1024);
 	struct store *s = f->s;
-	uint32_t id = create(s, "qr");
+	uint32_t id = fixture_mailbox(s, "qr");
 	uint64_t exp_at[64] = {0};
 	for (int i = 0; i < 40; i++)
 		append_text(s, id, 0, "payload payload payload payload payload payload");
@@ -654,7 +647,7 @@ static void test_claim_predicate(void **state)
 {
 	struct store_fixture *f = *state;
 	struct store *s = f->s;
-	uint32_t id = create(s, "pred");
+	uint32_t id = fixture_mailbox(s, "pred");
 	unsigned kc, kd;
 	assert_int_equal(store_keyword(s, id, "$Claimed", true, &kc, NULL), IMAPQ_OK);
 	assert_int_equal(store_keyword(s, id, "$Delayed", true, &kd, NULL), IMAPQ_OK);
@@ -698,7 +691,7 @@ static void test_annotations_and_limits(void **state)
 {
 	struct store_fixture *f = *state;
 	struct store *s = f->s;
-	uint32_t id = create(s, "meta");
+	uint32_t id = fixture_mailbox(s, "meta");
 	char buf[64];
 	assert_int_equal(store_annotation_get(s, id, "/shared/lease", buf, sizeof buf),
 			 IMAPQ_E_NOTFOUND);
@@ -759,7 +752,7 @@ static void test_auto_compact_and_stats(void **state)
 	struct store_report rep;
 	assert_int_equal(store_open(&o, &rep, &s), IMAPQ_OK);
 	assert_int_equal(rep.mailboxes, 1);
-	uint32_t id = create(s, "auto");
+	uint32_t id = fixture_mailbox(s, "auto");
 	for (int i = 0; i < 60; i++)
 		append_text(s, id, i % 3 ? 0 : STORE_DELETED,
 			    "a body of thirty-seven bytes, roughly");

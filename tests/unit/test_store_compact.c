@@ -24,23 +24,14 @@
 #define BACKLOG_BODY  40
 #define CHURN_BODY    1000
 
-static uint32_t create(struct store *s, const char *name)
-{
-	uint32_t id = 0;
-	assert_int_equal(store_mailbox_create(s, name, &id, NULL), IMAPQ_OK);
-	return id;
-}
-
 /* Appends a body of len bytes, each the byte fill; returns its UID. */
 static uint32_t append_fill(struct store *s, uint32_t id, char fill, size_t len)
 {
-	char body[CHURN_BODY];
-	assert_true(len <= sizeof body);
+	char body[CHURN_BODY + 1];
+	assert_true(len < sizeof body);
 	memset(body, fill, len);
-	struct journal_body b = {.data = body, .fd = -1, .len = len, .crc = crc32c(0, body, len)};
-	uint32_t uid = 0;
-	assert_int_equal(store_append(s, id, 0, 1, &b, &uid, NULL, NULL), IMAPQ_OK);
-	return uid;
+	body[len] = '\0';
+	return append_text(s, id, 0, body);
 }
 
 /* The journal's bytes beyond what the live state needs. */
@@ -88,8 +79,8 @@ static void test_pass_starts_past_live_state(void **state)
 	struct store_fixture *f = *state;
 	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
 	struct store *s = f->s;
-	uint32_t backlog = create(s, "backlog");
-	uint32_t churn = create(s, "churn");
+	uint32_t backlog = fixture_mailbox(s, "backlog");
+	uint32_t churn = fixture_mailbox(s, "churn");
 	for (uint32_t i = 1; i <= BACKLOG; i++)
 		assert_int_equal(append_fill(s, backlog, (char)('a' + i % 26), BACKLOG_BODY), i);
 	struct store_stats st;
@@ -142,7 +133,7 @@ static void test_small_store_keeps_within_slack(void **state)
 	struct store_fixture *f = *state;
 	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
 	struct store *s = f->s;
-	uint32_t churn = create(s, "churn");
+	uint32_t churn = fixture_mailbox(s, "churn");
 	uint32_t keep = append_fill(s, churn, 'k', 10);
 	churn_until(s, churn, SLACK + SEGMENT_BYTES);
 	assert_int_equal(store_compact(s, false), IMAPQ_OK);
@@ -187,8 +178,8 @@ static void test_dead_segment_takes_one_slice(void **state)
 {
 	struct store_fixture *f = *state;
 	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
-	uint32_t churn = create(f->s, "churn");
-	uint32_t live = create(f->s, "live");
+	uint32_t churn = fixture_mailbox(f->s, "churn");
+	uint32_t live = fixture_mailbox(f->s, "live");
 	/* About five segments of appends that are expunged again, then the live messages. */
 	churn_until(f->s, churn, 5 * SEGMENT_BYTES);
 	for (uint32_t i = 0; i < 20000; i++)
@@ -227,7 +218,7 @@ static void test_slice_stops_at_its_bytes(void **state)
 	struct store_fixture *f = *state;
 	const size_t big = 300 * 1000;
 	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, 4 * 1024 * 1024, &f->s);
-	uint32_t id = create(f->s, "big");
+	uint32_t id = fixture_mailbox(f->s, "big");
 	char *body = malloc(big);
 	assert_non_null(body);
 	memset(body, 'b', big);
@@ -247,11 +238,44 @@ static void test_slice_stops_at_its_bytes(void **state)
 	assert_int_equal(ms.messages, 20);
 }
 
+/* The estimate counts a checkpoint per segment at the size of the last one written: ten
+ * mailboxes with a 4,000-byte annotation each make checkpoints of over 40,000 bytes, far more
+ * than the 512 bytes per mailbox assumed before the first. */
+static void test_needed_bytes_count_checkpoints(void **state)
+{
+	struct store_fixture *f = *state;
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
+	char value[4001];
+	memset(value, 'v', sizeof value - 1);
+	value[sizeof value - 1] = '\0';
+	for (int i = 0; i < 10; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "annotated%d", i);
+		uint32_t id = fixture_mailbox(f->s, name);
+		assert_int_equal(store_annotation_set(f->s, id, "/shared/note", value, NULL),
+				 IMAPQ_OK);
+	}
+	struct store_stats before, after;
+	store_stats(f->s, &before);
+	assert_int_equal(before.journal.segments, 1);
+	assert_true(before.needed_bytes < 10 * 4000);
+	after = before;
+	/* Fill the first segment so the store rotates and writes a checkpoint. */
+	uint32_t churn = fixture_mailbox(f->s, "churn");
+	while (after.journal.segments < 2) {
+		append_fill(f->s, churn, 'c', CHURN_BODY);
+		store_stats(f->s, &after);
+	}
+	assert_true(after.needed_bytes > 10 * 4000);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rule_with_little_disk_left),
+	    cmocka_unit_test_setup_teardown(test_needed_bytes_count_checkpoints,
+					    store_fixture_setup, store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_slice_stops_at_its_bytes, store_fixture_setup,
 					    store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_dead_segment_takes_one_slice, store_fixture_setup,

@@ -60,13 +60,6 @@ static int quota_teardown(void **state)
 	return 0;
 }
 
-static uint32_t create(struct store *s, const char *name)
-{
-	uint32_t id = 0;
-	assert_int_equal(store_mailbox_create(s, name, &id, NULL), IMAPQ_OK);
-	return id;
-}
-
 /* Tries one append with a short body; returns the store's answer. */
 static imapq_err try_append(struct store *s, uint32_t id)
 {
@@ -116,7 +109,7 @@ static uint32_t count_of(struct store *s, uint32_t id)
 static void test_limits_reported(void **state)
 {
 	struct quota_fixture *f = *state;
-	uint32_t id = create(f->s, "jobs");
+	uint32_t id = fixture_mailbox(f->s, "jobs");
 	struct store_mailbox_status st;
 	assert_int_equal(store_mailbox_status(f->s, id, &st), IMAPQ_OK);
 	assert_int_equal(st.max_messages, MAILBOX_LIMIT);
@@ -140,7 +133,7 @@ static void test_limits_reported(void **state)
 static void test_append_at_limit(void **state)
 {
 	struct quota_fixture *f = *state;
-	uint32_t id = create(f->s, "jobs");
+	uint32_t id = fixture_mailbox(f->s, "jobs");
 	for (int i = 0; i < MAILBOX_LIMIT; i++)
 		assert_int_equal(try_append(f->s, id), IMAPQ_OK);
 	struct snapshot before = snap(f->s, id);
@@ -167,7 +160,7 @@ static void test_append_at_limit(void **state)
 static void test_batch_all_or_nothing(void **state)
 {
 	struct quota_fixture *f = *state;
-	uint32_t id = create(f->s, "jobs");
+	uint32_t id = fixture_mailbox(f->s, "jobs");
 	static const char text[] = "job";
 	struct store_new_message m[MAILBOX_LIMIT + 1];
 	for (size_t i = 0; i < MAILBOX_LIMIT + 1; i++)
@@ -191,7 +184,8 @@ static void test_batch_all_or_nothing(void **state)
 static void test_store_total(void **state)
 {
 	struct quota_fixture *f = *state;
-	uint32_t ids[3] = {create(f->s, "a"), create(f->s, "b"), create(f->s, "c")};
+	uint32_t ids[3] = {fixture_mailbox(f->s, "a"), fixture_mailbox(f->s, "b"),
+			   fixture_mailbox(f->s, "c")};
 	for (int i = 0; i < STORE_LIMIT; i++)
 		assert_int_equal(try_append(f->s, ids[i % 3]), IMAPQ_OK);
 	/* "c" holds 2 of its 3, but the store holds its 8. */
@@ -209,8 +203,8 @@ static void test_store_total(void **state)
 static void test_copy_and_move(void **state)
 {
 	struct quota_fixture *f = *state;
-	uint32_t src = create(f->s, "src");
-	uint32_t dst = create(f->s, "dst");
+	uint32_t src = fixture_mailbox(f->s, "src");
+	uint32_t dst = fixture_mailbox(f->s, "dst");
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(try_append(f->s, src), IMAPQ_OK);
 	assert_int_equal(try_append(f->s, dst), IMAPQ_OK);
@@ -244,8 +238,8 @@ static void test_move_at_store_total(void **state)
 {
 	struct quota_fixture *f = *state;
 	quota_open(f, 100, 4);
-	uint32_t a = create(f->s, "a");
-	uint32_t b = create(f->s, "b");
+	uint32_t a = fixture_mailbox(f->s, "a");
+	uint32_t b = fixture_mailbox(f->s, "b");
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(try_append(f->s, a), IMAPQ_OK);
 	struct uid_range one = {1, 1};
@@ -260,8 +254,8 @@ static void test_move_at_store_total(void **state)
 static void test_move_if_unchanged_exempt(void **state)
 {
 	struct quota_fixture *f = *state;
-	uint32_t q = create(f->s, "jobs");
-	uint32_t dead = create(f->s, "jobs/dead");
+	uint32_t q = fixture_mailbox(f->s, "jobs");
+	uint32_t dead = fixture_mailbox(f->s, "jobs/dead");
 	assert_int_equal(try_append(f->s, q), IMAPQ_OK);
 	for (int i = 0; i < MAILBOX_LIMIT; i++)
 		assert_int_equal(try_append(f->s, dead), IMAPQ_OK);
@@ -281,7 +275,7 @@ static void test_move_if_unchanged_exempt(void **state)
 static void test_setting_overrides_default(void **state)
 {
 	struct quota_fixture *f = *state;
-	uint32_t id = create(f->s, "jobs");
+	uint32_t id = fixture_mailbox(f->s, "jobs");
 	const char *bad[] = {"0", "-1", "05", "x", "1 ", "4294967295", "99999999999"};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
 		assert_int_equal(
@@ -313,7 +307,7 @@ static void test_setting_overrides_default(void **state)
 	assert_int_equal(store_mailbox_status(f->s, id, &st), IMAPQ_OK);
 	assert_int_equal(st.max_messages, MAILBOX_LIMIT);
 	/* A setting above the store's total still meets the total. */
-	uint32_t big = create(f->s, "big");
+	uint32_t big = fixture_mailbox(f->s, "big");
 	assert_int_equal(store_annotation_set(f->s, big, STORE_SETTING_MAX_MESSAGES, "100", NULL),
 			 IMAPQ_OK);
 	for (int i = 0; i < STORE_LIMIT - 5; i++)
@@ -326,8 +320,8 @@ static void test_replay_over_limit(void **state)
 {
 	struct quota_fixture *f = *state;
 	quota_open(f, 20, 100);
-	uint32_t a = create(f->s, "a");
-	uint32_t b = create(f->s, "b");
+	uint32_t a = fixture_mailbox(f->s, "a");
+	uint32_t b = fixture_mailbox(f->s, "b");
 	for (int i = 0; i < 10; i++)
 		assert_int_equal(try_append(f->s, a), IMAPQ_OK);
 	for (int i = 0; i < 4; i++)
