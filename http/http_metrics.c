@@ -89,6 +89,10 @@ static void store_metrics(struct store *store, struct buf *b)
 		   "# HELP imapq_journal_carried_bytes_total Body bytes compaction re-wrote.\n"
 		   "# TYPE imapq_journal_carried_bytes_total counter\n"
 		   "imapq_journal_carried_bytes_total %llu\n"
+		   "# HELP imapq_journal_damaged_bodies_total Bodies found changed on disk when "
+		   "copied or carried.\n"
+		   "# TYPE imapq_journal_damaged_bodies_total counter\n"
+		   "imapq_journal_damaged_bodies_total %llu\n"
 		   "# HELP imapq_journal_failed 1 when the journal failed and refuses writes.\n"
 		   "# TYPE imapq_journal_failed gauge\n"
 		   "imapq_journal_failed %d\n"
@@ -99,7 +103,8 @@ static void store_metrics(struct store *store, struct buf *b)
 		   (unsigned long long)st.journal.commits, (unsigned long long)st.journal.records,
 		   (unsigned long long)st.journal.disk_bytes, (unsigned long long)st.needed_bytes,
 		   (unsigned long long)st.compactions, (unsigned long long)st.carried_bytes,
-		   st.journal.failed ? 1 : 0, (unsigned long long)st.messages);
+		   (unsigned long long)st.damaged_bodies, st.journal.failed ? 1 : 0,
+		   (unsigned long long)st.messages);
 }
 
 enum MHD_Result http_handle_metrics(struct http_request *req)

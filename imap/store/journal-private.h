@@ -115,6 +115,11 @@ void journal_rec_header_encode(uint8_t *out, uint8_t type, const void *meta, uin
 enum journal_parse journal_rec_parse(const uint8_t *base, size_t size, size_t pos,
 				     struct journal_parsed *rec_r);
 
+/* Checks a record header and the meta_len bytes of meta after it at h: its checksum, a body
+ * flag, and the lengths meta_len and body_len. Gives the body checksum it holds. */
+bool journal_rec_header_body_crc(const uint8_t *h, uint32_t meta_len, uint64_t body_len,
+				 uint32_t *crc_r);
+
 /* Finds the first offset >= from where a valid record starts; false when there is none. */
 bool journal_rec_find_next(const uint8_t *base, size_t size, size_t from, size_t *pos_r);
 

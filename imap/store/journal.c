@@ -220,7 +220,7 @@ static imapq_err build_record(uint8_t type, const void *meta, uint32_t meta_len,
 		return IMAPQ_E_INVALID;
 	if (body_len > JOURNAL_LOC_OFFSET_MASK / 2)
 		return IMAPQ_E_TOOBIG;
-	if (in_memory && crc32c(0, body->data, body_len) != body->crc) {
+	if (in_memory && !body->damaged && crc32c(0, body->data, body_len) != body->crc) {
 		log_error(LOG_MOD, "append refused: the body's checksum does not match its bytes");
 		return IMAPQ_E_INVALID;
 	}
@@ -506,20 +506,16 @@ imapq_err journal_drop_oldest(struct journal *j)
 	return journal_dir_sync(j);
 }
 
-imapq_err journal_body_read(struct journal *j, uint64_t loc, uint64_t offset, void *buf, size_t len)
+/* Reads len bytes at offset at of segment number once they are written; keeps the segment's
+ * descriptor open meanwhile, so that a segment being dropped can still be read. */
+static imapq_err segment_read(struct journal *j, uint32_t number, uint64_t at, void *buf,
+			      size_t len)
 {
-	uint32_t number = journal_loc_segment(loc);
-	uint64_t pos = loc & JOURNAL_LOC_OFFSET_MASK;
 	imapq_err err = IMAPQ_OK;
-	struct journal_segment *seg;
-
-	if (pos < JOURNAL_SEG_HDR + JOURNAL_REC_HDR || offset > JOURNAL_LOC_OFFSET_MASK ||
-	    len > JOURNAL_LOC_OFFSET_MASK)
-		return IMAPQ_E_INVALID;
-	uint64_t end = pos + offset + len;
+	uint64_t end = at + len;
 
 	pthread_mutex_lock(&j->mu);
-	seg = journal_seg_find(j, number);
+	struct journal_segment *seg = journal_seg_find(j, number);
 	if (seg == NULL || seg->bad)
 		err = IMAPQ_E_NOTFOUND;
 	else if (end > seg->append_pos)
@@ -536,7 +532,6 @@ imapq_err journal_body_read(struct journal *j, uint64_t loc, uint64_t offset, vo
 	pthread_mutex_unlock(&j->mu);
 
 	uint8_t *out = buf;
-	uint64_t at = pos + offset;
 	while (len > 0) {
 		ssize_t n = pread(seg->fd, out, len, (off_t)at);
 		if (n < 0 && errno == EINTR)
@@ -556,6 +551,32 @@ imapq_err journal_body_read(struct journal *j, uint64_t loc, uint64_t offset, vo
 	pthread_mutex_lock(&j->mu);
 	journal_seg_unref(seg);
 	pthread_mutex_unlock(&j->mu);
+	return err;
+}
+
+imapq_err journal_body_read(struct journal *j, uint64_t loc, uint64_t offset, void *buf, size_t len)
+{
+	uint64_t pos = loc & JOURNAL_LOC_OFFSET_MASK;
+	if (pos < JOURNAL_SEG_HDR + JOURNAL_REC_HDR || offset > JOURNAL_LOC_OFFSET_MASK ||
+	    len > JOURNAL_LOC_OFFSET_MASK)
+		return IMAPQ_E_INVALID;
+	return segment_read(j, journal_loc_segment(loc), pos + offset, buf, len);
+}
+
+imapq_err journal_body_crc(struct journal *j, uint64_t loc, uint32_t meta_len, uint64_t body_len,
+			   uint32_t *crc_r)
+{
+	uint64_t pos = loc & JOURNAL_LOC_OFFSET_MASK;
+	if (meta_len > IMAPQ_JOURNAL_MAX_META || pos < JOURNAL_SEG_HDR + JOURNAL_REC_HDR + meta_len)
+		return IMAPQ_E_INVALID;
+	size_t len = JOURNAL_REC_HDR + meta_len;
+	uint8_t *head = malloc(len);
+	if (head == NULL)
+		return IMAPQ_E_NOMEM;
+	imapq_err err = segment_read(j, journal_loc_segment(loc), pos - len, head, len);
+	if (err == IMAPQ_OK && !journal_rec_header_body_crc(head, meta_len, body_len, crc_r))
+		err = IMAPQ_E_CORRUPT;
+	free(head);
 	return err;
 }
 

@@ -71,6 +71,9 @@ struct journal_body {
 	uint64_t offset;
 	uint64_t len;
 	uint32_t crc;
+	/* data's bytes no longer match crc, their checksum when first written (a copy of a body
+	 * that changed on disk): written as they are, to fail their check at the next open. */
+	bool damaged;
 };
 
 /* Opens (creating when needed) the journal in opts->dir and replays every record through replay.
@@ -138,6 +141,12 @@ imapq_err journal_drop_oldest(struct journal *j);
  * is written when it is still queued. Safe while the segment is being dropped. */
 imapq_err journal_body_read(struct journal *j, uint64_t loc, uint64_t offset, void *buf,
 			    size_t len);
+
+/* Gives the body checksum held by the header of the record whose body is at loc, a record with
+ * meta_len bytes of meta and a body of body_len bytes: the checksum the body was written with.
+ * IMAPQ_E_CORRUPT when that header no longer matches its own checksum or those lengths. */
+imapq_err journal_body_crc(struct journal *j, uint64_t loc, uint32_t meta_len, uint64_t body_len,
+			   uint32_t *crc_r);
 
 struct journal_stats {
 	uint64_t fsyncs;	/* fdatasync calls */

@@ -112,6 +112,19 @@ enum journal_parse journal_rec_parse(const uint8_t *base, size_t size, size_t po
 	return JOURNAL_PARSE_VALID;
 }
 
+bool journal_rec_header_body_crc(const uint8_t *h, uint32_t meta_len, uint64_t body_len,
+				 uint32_t *crc_r)
+{
+	uint32_t crc = crc32c(crc32c(0, h, REC_OFF_HDR_CRC), h + JOURNAL_REC_HDR, meta_len);
+	if (h[0] != JOURNAL_REC_MARK || crc != journal_get32(h + REC_OFF_HDR_CRC) ||
+	    journal_get16(h + REC_OFF_FLAGS) != JOURNAL_REC_F_BODY ||
+	    journal_get32(h + REC_OFF_META_LEN) != meta_len ||
+	    journal_get64(h + REC_OFF_BODY_LEN) != body_len)
+		return false;
+	*crc_r = journal_get32(h + REC_OFF_BODY_CRC);
+	return true;
+}
+
 bool journal_rec_find_next(const uint8_t *base, size_t size, size_t from, size_t *pos_r)
 {
 	struct journal_parsed rec;

@@ -128,6 +128,7 @@ struct store {
 	bool segment_counts_lost;
 	/* What compaction did since open (store_stats); under lock. */
 	uint64_t compactions, carried, carried_bytes, compact_slices;
+	uint64_t damaged_bodies; /* copied or carried bodies that failed their check */
 	/* Compaction runs one at a time under compact_run; the background thread sleeps on
 	 * compact_cond with compact_lock, which also guards stopping. */
 	pthread_mutex_t compact_run;

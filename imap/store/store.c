@@ -355,6 +355,7 @@ void store_stats(struct store *s, struct store_stats *st_r)
 	st_r->carried = s->carried;
 	st_r->carried_bytes = s->carried_bytes;
 	st_r->compact_slices = s->compact_slices;
+	st_r->damaged_bodies = s->damaged_bodies;
 	uint64_t memory =
 	    sizeof *s + 2 * s->nbuckets * sizeof *s->by_id + s->capsegments * sizeof *s->segments;
 	for (size_t i = 0; i < s->nsegments; i++)

@@ -336,6 +336,7 @@ struct store_stats {
 	uint64_t carried;	       /* messages it re-wrote to do so */
 	uint64_t carried_bytes;	       /* and their body bytes */
 	uint64_t compact_slices;       /* times it took the store lock */
+	uint64_t damaged_bodies;       /* bodies found changed on disk when copied or carried */
 	uint64_t memory_bytes;	       /* RAM held for metadata and indexes */
 };
 void store_stats(struct store *s, struct store_stats *st_r);

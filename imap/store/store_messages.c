@@ -410,8 +410,12 @@ static uint64_t map_flags(uint64_t flags, const unsigned *kmap)
 	return out;
 }
 
-/* Reads a whole body into a new buffer and computes its crc; the caller frees *data_r. */
-static imapq_err read_body(struct store *s, const struct msg *m, void **data_r, uint32_t *crc_r)
+/* Reads a whole body into a new buffer (the caller frees body_r->data) with the checksum its
+ * record was written with, so that a copy of a body that changed on disk since fails its check at
+ * open as the original would, instead of getting a checksum of the changed bytes. Such a body, or
+ * one whose record header no longer checks, is logged and counted; the latter is copied with the
+ * checksum of the bytes read. */
+static imapq_err read_body(struct store *s, const struct msg *m, struct journal_body *body_r)
 {
 	void *data = malloc(m->size ? m->size : 1);
 	if (!data)
@@ -422,8 +426,24 @@ static imapq_err read_body(struct store *s, const struct msg *m, void **data_r, 
 		free(data);
 		return err;
 	}
-	*crc_r = crc32c(0, data, m->size);
-	*data_r = data;
+	uint32_t crc = crc32c(0, data, m->size), written = crc;
+	if (m->size)
+		err = journal_body_crc(s->journal, m->loc, STORE_REC_MESSAGE_BYTES, m->size,
+				       &written);
+	if (err == IMAPQ_E_CORRUPT || written != crc) {
+		s->damaged_bodies++;
+		log_error(STORE_LOG, "the body of UID %u in segment %u %s; copied as it is", m->uid,
+			  journal_loc_segment(m->loc),
+			  err == IMAPQ_OK ? "no longer matches its checksum"
+					  : "has a damaged record header");
+		err = IMAPQ_OK;
+	}
+	if (err != IMAPQ_OK) {
+		free(data);
+		return err;
+	}
+	*body_r = (struct journal_body){
+	    .data = data, .fd = -1, .len = m->size, .crc = written, .damaged = written != crc};
 	return IMAPQ_OK;
 }
 
@@ -431,12 +451,10 @@ static imapq_err read_body(struct store *s, const struct msg *m, void **data_r, 
 static imapq_err write_message(struct store *s, uint8_t type, const struct msg *m,
 			       const struct store_rec_message *rm, uint64_t *lsn_r, uint64_t *loc_r)
 {
-	void *data;
-	uint32_t crc;
-	imapq_err err = read_body(s, m, &data, &crc);
+	struct journal_body body;
+	imapq_err err = read_body(s, m, &body);
 	if (err != IMAPQ_OK)
 		return err;
-	struct journal_body body = {.data = data, .fd = -1, .len = m->size, .crc = crc};
 	struct store_buf b = {0};
 	store_rec_message_encode(&b, rm);
 	err = store_buf_failed(&b)
@@ -444,7 +462,7 @@ static imapq_err write_message(struct store *s, uint8_t type, const struct msg *
 		  : store_log(s, type == STORE_REC_CARRIED ? JOURNAL_SHRINK : JOURNAL_GROW, type,
 			      b.data, b.len, &body, lsn_r, loc_r);
 	store_buf_free(&b);
-	free(data);
+	free((void *)body.data);
 	return err;
 }
 

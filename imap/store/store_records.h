@@ -74,6 +74,10 @@ struct store_rec_message {
 	uint32_t due;
 };
 
+/* Encoded bytes of a message header, the meta of every record that carries a body: u32 id,
+ * u32 uid, u64 modseq, u64 flags, u64 internaldate, u32 attempts, u32 due. */
+#define STORE_REC_MESSAGE_BYTES 40
+
 void store_rec_message_encode(struct store_buf *b, const struct store_rec_message *m);
 /* IMAPQ_E_CORRUPT when meta is not exactly one message header. */
 imapq_err store_rec_message_decode(const void *meta, size_t len, struct store_rec_message *m_r);

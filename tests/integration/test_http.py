@@ -244,6 +244,7 @@ class Queues(HttpTestCase):
         self.assertGreater(needed, 0)
         self.assertRegex(text, r"(?m)^imapq_journal_compactions_total \d+$")
         self.assertRegex(text, r"(?m)^imapq_journal_carried_bytes_total \d+$")
+        self.assertRegex(text, r"(?m)^imapq_journal_damaged_bodies_total 0$")
         self.assertIn("imapq_http_long_polls", text)
 
 

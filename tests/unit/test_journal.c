@@ -1092,6 +1092,52 @@ static void test_replay_error(void **state)
 	dir_drop(dir);
 }
 
+/* journal_body_crc gives the checksum a body was written with, and only for the lengths its
+ * header holds; a body marked damaged is written with the checksum given, which it fails at the
+ * next open, while an unmarked mismatch is refused. */
+static void test_body_crc_and_damaged_bodies(void **state)
+{
+	(void)state;
+	struct collector c = {0};
+	struct journal_report rep;
+	char *dir = dir_new();
+	struct journal *j = jopen(dir, 0, JOURNAL_FSYNC_OFF, &c, NULL);
+	const char meta[40] = "message header";
+	const char text[] = "a body of some bytes";
+	struct journal_body body = {.data = text, .fd = -1, .len = sizeof text - 1};
+	body.crc = crc32c(0, text, body.len);
+	uint64_t lsn, loc;
+	assert_int_equal(journal_append(j, JOURNAL_GROW, 7, meta, sizeof meta, &body, &lsn, &loc),
+			 IMAPQ_OK);
+	uint32_t crc = 0;
+	assert_int_equal(journal_body_crc(j, loc, sizeof meta, body.len, &crc), IMAPQ_OK);
+	assert_int_equal(crc, body.crc);
+	assert_int_equal(journal_body_crc(j, loc, sizeof meta - 1, body.len, &crc),
+			 IMAPQ_E_CORRUPT);
+	assert_int_equal(journal_body_crc(j, loc, sizeof meta, body.len + 1, &crc),
+			 IMAPQ_E_CORRUPT);
+	assert_int_equal(journal_body_crc(j, 0, sizeof meta, body.len, &crc), IMAPQ_E_INVALID);
+
+	struct journal_body changed = body;
+	changed.data = "A body of some bytes";
+	assert_int_equal(
+	    journal_append(j, JOURNAL_GROW, 7, meta, sizeof meta, &changed, &lsn, &loc),
+	    IMAPQ_E_INVALID);
+	changed.damaged = true;
+	assert_int_equal(
+	    journal_append(j, JOURNAL_GROW, 7, meta, sizeof meta, &changed, &lsn, &loc), IMAPQ_OK);
+	assert_int_equal(journal_body_crc(j, loc, sizeof meta, body.len, &crc), IMAPQ_OK);
+	assert_int_equal(crc, body.crc);
+	journal_close(&j);
+
+	j = jopen(dir, 0, JOURNAL_FSYNC_OFF, &c, &rep);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(rep.damaged, 1);
+	journal_close(&j);
+	collector_reset(&c);
+	dir_drop(dir);
+}
+
 static int quiet_logs(void **state)
 {
 	log_set_level(LOG_ERROR);
@@ -1115,6 +1161,7 @@ int main(void)
 	    cmocka_unit_test(test_invalid_arguments),
 	    cmocka_unit_test(test_zeros_ahead),
 	    cmocka_unit_test(test_replay_error),
+	    cmocka_unit_test(test_body_crc_and_damaged_bodies),
 	};
 	return cmocka_run_group_tests(tests, quiet_logs, NULL);
 }

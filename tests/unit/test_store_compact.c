@@ -1,5 +1,6 @@
 /* Unit tests of compaction's policy: when a pass starts and where it stops, that a backlog is
- * re-written once per pass and survives it, and that the work is cut into slices. */
+ * re-written once per pass and survives it, and that the work is cut into slices; and that a
+ * carried or copied body keeps the checksum it was written with. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,9 +8,13 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "imap/base/crc32c.h"
 #include "imap/base/limits.h"
@@ -107,6 +112,7 @@ static void test_pass_starts_past_live_state(void **state)
 	assert_true(st.compactions <= segments);
 	assert_true(st.carried >= BACKLOG);
 	assert_true(st.carried < 2 * BACKLOG);
+	assert_int_equal(st.damaged_bodies, 0);
 	assert_true(dead_bytes(s) <= SLACK);
 	/* The work came in slices of at most IMAPQ_COMPACT_SLICE_MESSAGES: a segment of the
 	 * backlog holds about 600 messages. */
@@ -269,11 +275,157 @@ static void test_needed_bytes_count_checkpoints(void **state)
 	assert_true(after.needed_bytes > 10 * 4000);
 }
 
+/* Flips one bit at delta bytes from where marker starts in the journal's segment files. */
+static void flip_in_journal(const char *dir, const char *marker, long delta)
+{
+	char jdir[TMPDIR_LEN + 16];
+	snprintf(jdir, sizeof jdir, "%s/journal", dir);
+	DIR *d = opendir(jdir);
+	assert_non_null(d);
+	bool done = false;
+	for (struct dirent *e; !done && (e = readdir(d)) != NULL;) {
+		if (strstr(e->d_name, ".seg") == NULL)
+			continue;
+		char path[sizeof jdir + 256];
+		snprintf(path, sizeof path, "%s/%s", jdir, e->d_name);
+		int fd = open(path, O_RDWR);
+		assert_true(fd >= 0);
+		struct stat sb;
+		assert_int_equal(fstat(fd, &sb), 0);
+		char *data = malloc((size_t)sb.st_size + 1);
+		assert_non_null(data);
+		assert_int_equal(pread(fd, data, (size_t)sb.st_size, 0), sb.st_size);
+		char *at = memmem(data, (size_t)sb.st_size, marker, strlen(marker));
+		if (at != NULL) {
+			off_t pos = (off_t)(at - data) + delta;
+			char c = (char)(data[pos] ^ 0x10);
+			assert_int_equal(pwrite(fd, &c, 1, pos), 1);
+			done = true;
+		}
+		free(data);
+		close(fd);
+	}
+	closedir(d);
+	assert_true(done);
+}
+
+/* Keeps the lowest UID seen. */
+static void note_first(void *ctx, const struct store_message *m)
+{
+	uint32_t *uid = ctx;
+	if (*uid == 0 || m->uid < *uid)
+		*uid = m->uid;
+}
+
+/* The first UID of mailbox id (0 when it is empty) and its body. */
+static uint32_t first_body(struct store *s, uint32_t id, char *buf, size_t cap)
+{
+	struct uid_range all = {1, UINT32_MAX};
+	uint32_t uid = 0;
+	assert_int_equal(store_messages(s, id, &all, 1, note_first, &uid), IMAPQ_OK);
+	if (uid == 0)
+		return 0;
+	size_t got = 0;
+	assert_int_equal(store_body_read(s, id, uid, 0, buf, cap - 1, &got), IMAPQ_OK);
+	buf[got] = '\0';
+	return uid;
+}
+
+#define ROTTEN "rotten-body-0123456789"
+#define SOUND  "sound-body-0123456789"
+
+/* Opens the fixture's store with small segments, appends text to a new mailbox name, and flips a
+ * bit delta bytes from the start of that body on disk; returns the mailbox. */
+static uint32_t append_and_damage(struct store_fixture *f, const char *name, const char *text,
+				  long delta)
+{
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
+	uint32_t id = fixture_mailbox(f->s, name);
+	assert_int_equal(append_text(f->s, id, 0, text), 1);
+	flip_in_journal(f->dir, text, delta);
+	return id;
+}
+
+/* The store's counts of carried messages and of damaged bodies. */
+static void assert_carried_damaged(struct store *s, uint64_t carried, uint64_t damaged)
+{
+	struct store_stats st;
+	store_stats(s, &st);
+	assert_int_equal(st.carried, carried);
+	assert_int_equal(st.damaged_bodies, damaged);
+}
+
+/* A body that changed on disk after the store opened keeps the checksum it was written with
+ * when carried: compaction counts it, and the next open finds the carried copy damaged as it
+ * would have found the original, instead of a copy made valid by a fresh checksum. A sound
+ * body beside it is carried as before. */
+static void test_carry_keeps_written_checksum(void **state)
+{
+	struct store_fixture *f = *state;
+	uint32_t rotten = append_and_damage(f, "rotten", ROTTEN, 3);
+	uint32_t sound = fixture_mailbox(f->s, "sound");
+	append_text(f->s, sound, 0, SOUND);
+	char buf[64];
+	assert_int_equal(first_body(f->s, rotten, buf, sizeof buf), 1);
+	assert_string_not_equal(buf, ROTTEN);
+
+	assert_int_equal(store_compact(f->s, true), IMAPQ_OK);
+	assert_carried_damaged(f->s, 2, 1);
+
+	store_close(&f->s);
+	struct store_options o = {
+	    .dir = f->dir, .fsync = JOURNAL_FSYNC_OFF, .segment_bytes = SEGMENT_BYTES};
+	struct store_report rep;
+	assert_int_equal(store_open(&o, &rep, &f->s), IMAPQ_OK);
+	assert_int_equal(rep.journal.damaged, 1);
+	assert_int_equal(first_body(f->s, rotten, buf, sizeof buf), 0);
+	assert_int_equal(first_body(f->s, sound, buf, sizeof buf), 1);
+	assert_string_equal(buf, SOUND);
+}
+
+/* A record whose header was damaged after the store opened, over a sound body: the header no
+ * longer vouches for the body, so the carry counts it, and the copy takes the checksum of the
+ * bytes read; the message outlives the segment and the next open. */
+static void test_carry_past_damaged_header(void **state)
+{
+	struct store_fixture *f = *state;
+	/* Into the meta, in the due time of the message header before the body. */
+	uint32_t id = append_and_damage(f, "jobs", SOUND, -2);
+	assert_int_equal(store_compact(f->s, true), IMAPQ_OK);
+	assert_carried_damaged(f->s, 1, 1);
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
+	char buf[64];
+	assert_int_equal(first_body(f->s, id, buf, sizeof buf), 1);
+	assert_string_equal(buf, SOUND);
+}
+
+/* COPY takes the written checksum too: a copy of a changed body does not outlive a restart. */
+static void test_copy_keeps_written_checksum(void **state)
+{
+	struct store_fixture *f = *state;
+	uint32_t src = append_and_damage(f, "src", ROTTEN, 3);
+	uint32_t dst = fixture_mailbox(f->s, "dst");
+	struct uid_range r = {1, 1};
+	assert_int_equal(store_copy(f->s, src, &r, 1, dst, false, NULL, NULL, NULL), IMAPQ_OK);
+	assert_carried_damaged(f->s, 0, 1);
+	char buf[64];
+	assert_int_equal(first_body(f->s, dst, buf, sizeof buf), 1);
+	assert_string_not_equal(buf, ROTTEN);
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
+	assert_int_equal(first_body(f->s, dst, buf, sizeof buf), 0);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rule_with_little_disk_left),
+	    cmocka_unit_test_setup_teardown(test_carry_keeps_written_checksum, store_fixture_setup,
+					    store_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_carry_past_damaged_header, store_fixture_setup,
+					    store_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_copy_keeps_written_checksum, store_fixture_setup,
+					    store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_needed_bytes_count_checkpoints,
 					    store_fixture_setup, store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_slice_stops_at_its_bytes, store_fixture_setup,
