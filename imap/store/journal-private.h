@@ -242,7 +242,16 @@ imapq_err journal_seg_list_add(struct journal *j, struct journal_segment *seg);
 /* Finds a listed segment by number; NULL when absent. Caller holds mu. */
 struct journal_segment *journal_seg_find(struct journal *j, uint32_t number);
 
-/* Drops one reference; the last closes the fd and frees the segment. Caller holds mu. */
+/* Drops one reference; caller holds mu. True when it was the last: the caller then passes the
+ * segment to journal_seg_free() once mu is released, since closing the file of a dropped segment
+ * frees its blocks (tens of milliseconds for a full segment with online discard), which must not
+ * hold up appends and reads. */
+bool journal_seg_put(struct journal_segment *seg);
+/* Closes the fd of a segment whose last reference is gone and frees it. */
+void journal_seg_free(struct journal_segment *seg);
+/* Both at once, while holding mu: where no dropped segment's last reference can go (opening,
+ * closing, a failed rotation, and the flusher, which lets go of a segment before it publishes
+ * the sync that a drop waits for). */
 void journal_seg_unref(struct journal_segment *seg);
 
 /* Grows the segment's preallocation to at least need bytes. Caller holds mu. Returns
@@ -270,14 +279,18 @@ void journal_pending_free(struct journal_pending *p);
 /* Monotonic clock in nanoseconds. */
 uint64_t journal_now_ns(void);
 
-/* --- Fault-injection seams: every write, sync and preallocation goes through these --- */
+/* --- Fault-injection seams: writes, syncs, preallocation, reads and closes go through these --- */
 
 typedef ssize_t journal_pwritev_t(int fd, const struct iovec *iov, int iovcnt, off_t offset);
 typedef int journal_fdatasync_t(int fd);
 typedef int journal_fallocate_t(int fd, int mode, off_t offset, off_t len);
+typedef ssize_t journal_pread_t(int fd, void *buf, size_t len, off_t offset);
+typedef int journal_close_t(int fd);
 
 extern journal_pwritev_t *_Atomic journal_pwritev_fn;	  /* defaults to pwritev */
 extern journal_fdatasync_t *_Atomic journal_fdatasync_fn; /* defaults to fdatasync */
 extern journal_fallocate_t *_Atomic journal_fallocate_fn; /* defaults to fallocate */
+extern journal_pread_t *_Atomic journal_pread_fn;	  /* defaults to pread */
+extern journal_close_t *_Atomic journal_close_fn;	  /* defaults to close, for segment files */
 
 #endif

@@ -447,8 +447,10 @@ imapq_err journal_rotate(struct journal *j, uint32_t *segment_r)
 			log_warn(LOG_MOD, "cannot release the unused end of segment %u in %s: %s",
 				 old->number, j->dir, strerror(errno));
 		pthread_mutex_lock(&j->mu);
-		journal_seg_unref(old);
+		bool gone = journal_seg_put(old);
 		pthread_mutex_unlock(&j->mu);
+		if (gone)
+			journal_seg_free(old);
 	}
 	return err;
 }
@@ -500,8 +502,11 @@ imapq_err journal_drop_oldest(struct journal *j)
 	memmove(j->segs, j->segs + 1, (j->n_segs - 1) * sizeof(*j->segs));
 	j->n_segs--;
 	seg->dropped = true;
-	journal_seg_unref(seg); /* readers holding a reference keep the fd until they finish */
+	/* Readers holding a reference keep the fd until they finish; the last one closes it. */
+	bool last = journal_seg_put(seg);
 	pthread_mutex_unlock(&j->mu);
+	if (last)
+		journal_seg_free(seg);
 	log_info(LOG_MOD, "dropped segment %s/%s", j->dir, name);
 	return journal_dir_sync(j);
 }
@@ -533,7 +538,7 @@ static imapq_err segment_read(struct journal *j, uint32_t number, uint64_t at, v
 
 	uint8_t *out = buf;
 	while (len > 0) {
-		ssize_t n = pread(seg->fd, out, len, (off_t)at);
+		ssize_t n = atomic_load(&journal_pread_fn)(seg->fd, out, len, (off_t)at);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -549,8 +554,10 @@ static imapq_err segment_read(struct journal *j, uint32_t number, uint64_t at, v
 	}
 
 	pthread_mutex_lock(&j->mu);
-	journal_seg_unref(seg);
+	bool last = journal_seg_put(seg);
 	pthread_mutex_unlock(&j->mu);
+	if (last)
+		journal_seg_free(seg);
 	return err;
 }
 

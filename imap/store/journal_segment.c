@@ -15,6 +15,8 @@
 journal_pwritev_t *_Atomic journal_pwritev_fn = pwritev;
 journal_fdatasync_t *_Atomic journal_fdatasync_fn = fdatasync;
 journal_fallocate_t *_Atomic journal_fallocate_fn = fallocate;
+journal_pread_t *_Atomic journal_pread_fn = pread;
+journal_close_t *_Atomic journal_close_fn = close;
 
 /* Preallocation grows in steps of at least this many bytes, so appends past the end of a
  * segment do not call fallocate for every record. */
@@ -188,13 +190,22 @@ struct journal_segment *journal_seg_find(struct journal *j, uint32_t number)
 	return NULL;
 }
 
+bool journal_seg_put(struct journal_segment *seg)
+{
+	return --seg->refs == 0;
+}
+
+void journal_seg_free(struct journal_segment *seg)
+{
+	if (seg->fd >= 0)
+		atomic_load (&journal_close_fn)(seg->fd);
+	free(seg);
+}
+
 void journal_seg_unref(struct journal_segment *seg)
 {
-	if (--seg->refs > 0)
-		return;
-	if (seg->fd >= 0)
-		close(seg->fd);
-	free(seg);
+	if (journal_seg_put(seg))
+		journal_seg_free(seg);
 }
 
 imapq_err journal_seg_extend(struct journal *j, struct journal_segment *seg, uint64_t need)

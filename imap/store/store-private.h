@@ -234,9 +234,24 @@ bool store_ranges_valid(const struct uid_range *ranges, size_t n);
 void store_each_in_ranges(struct mailbox *mb, const struct uid_range *ranges, size_t n,
 			  void (*fn)(void *, const struct msg *), void *ctx);
 
-/* Re-writes m (body and current state) as a carried record and points the message at it. */
+/* A message's body read back for a copy, with the checksum its record was written with. */
+struct store_loaded_body {
+	struct journal_body body; /* data is the caller's to free */
+	uint32_t uid;
+	uint64_t loc;	     /* where it was read */
+	bool header_damaged; /* the record's header no longer checks: crc is of the bytes read */
+};
+
+/* Reads m's whole body from the journal, needing no store lock (bodies never change in place).
+ * A body whose bytes no longer match the checksum it was written with keeps that checksum and is
+ * marked damaged, so that a copy fails its check at open as the original would, instead of
+ * getting a checksum of the changed bytes; a copy counts and logs such bodies. */
+imapq_err store_body_load(struct journal *j, const struct msg *m, struct store_loaded_body *out);
+
+/* Re-writes m's current state with the body lb (loaded from m->loc) as a carried record and
+ * points the message at it. */
 imapq_err store_message_carry(struct store *s, struct mailbox *mb, const struct msg *m,
-			      uint64_t *lsn_r);
+			      const struct store_loaded_body *lb, uint64_t *lsn_r);
 
 /* --- store.c --- */
 

@@ -79,7 +79,12 @@ struct carry_ctx {
 	size_t nids, capids;
 	size_t at;     /* the mailbox the next slice goes on with (index into ids) */
 	uint32_t next; /* and the UID in it */
-	struct msg slice[IMAPQ_COMPACT_SLICE_MESSAGES];
+	struct carry_item {
+		uint32_t box;
+		struct msg m; /* as gathered */
+		struct store_loaded_body lb;
+	} slice[IMAPQ_COMPACT_SLICE_MESSAGES];
+	size_t nslice;
 	uint64_t carried;
 	imapq_err err;
 };
@@ -110,9 +115,9 @@ struct slice_budget {
 	size_t scan;	 /* messages and mailboxes to examine */
 };
 
-/* Gathers, from cc's place on, messages of mb whose bodies are in the segment, while b allows;
- * moves cc's place past what it examined. */
-static size_t gather(struct carry_ctx *cc, struct mailbox *mb, struct slice_budget *b)
+/* Adds to the slice, from cc's place on, messages of mb whose bodies are in the segment, while b
+ * allows; moves cc's place past what it examined. */
+static void gather(struct carry_ctx *cc, struct mailbox *mb, struct slice_budget *b)
 {
 	size_t n = 0;
 	struct msgtable_cursor c;
@@ -121,60 +126,96 @@ static size_t gather(struct carry_ctx *cc, struct mailbox *mb, struct slice_budg
 	     m = msgtable_next(mb->msgs, &c), b->scan--) {
 		if (m->loc == 0 || journal_loc_segment(m->loc) != cc->segment)
 			continue;
-		cc->slice[n++] = *m;
+		cc->slice[cc->nslice + n++] = (struct carry_item){.box = mb->id, .m = *m};
 		b->bytes = m->size < b->bytes ? b->bytes - m->size : 0;
 	}
 	b->messages -= n;
+	cc->nslice += n;
 	if (m) {
 		cc->next = m->uid;
 	} else {
 		cc->at++;
 		cc->next = 1;
 	}
-	return n;
 }
 
-/* One slice, under the lock: goes on through the mailboxes from where the last one stopped,
- * carrying live messages whose bodies are in the segment, until it has carried
- * IMAPQ_COMPACT_SLICE_MESSAGES or IMAPQ_COMPACT_SLICE_BYTES of bodies, examined
+/* Gathers one slice, under the lock: goes on through the mailboxes from where the last slice
+ * stopped, taking live messages whose bodies are in the segment, until it holds
+ * IMAPQ_COMPACT_SLICE_MESSAGES or IMAPQ_COMPACT_SLICE_BYTES of bodies, has examined
  * IMAPQ_COMPACT_SLICE_SCAN messages and mailboxes, or the segment holds no live message any
- * more. A message that changed since an earlier slice is
- * carried as it is now; one expunged meanwhile is no longer there to carry. */
-static imapq_err carry_slice(struct store *s, struct carry_ctx *cc)
+ * more. */
+static void gather_slice(struct store *s, struct carry_ctx *cc)
 {
 	struct slice_budget b = {.messages = IMAPQ_COMPACT_SLICE_MESSAGES,
 				 .bytes = IMAPQ_COMPACT_SLICE_BYTES,
 				 .scan = IMAPQ_COMPACT_SLICE_SCAN};
-	imapq_err err = IMAPQ_OK;
+	cc->nslice = 0;
 	s->compact_slices++;
-	while (cc->at < cc->nids && b.messages > 0 && b.bytes > 0 && b.scan > 0 &&
-	       err == IMAPQ_OK) {
+	while (cc->at < cc->nids && b.messages > 0 && b.bytes > 0 && b.scan > 0) {
 		if (segment_empty(s, cc->segment)) {
 			cc->at = cc->nids;
 			break;
 		}
 		b.scan--;
 		struct mailbox *mb = store_mailbox_by_id(s, cc->ids[cc->at]);
-		if (!mb) {
+		if (mb) {
+			gather(cc, mb, &b);
+		} else {
 			cc->at++;
 			cc->next = 1;
-			continue;
-		}
-		size_t n = gather(cc, mb, &b);
-		for (size_t i = 0; i < n && err == IMAPQ_OK; i++) {
-			err = store_message_carry(s, mb, &cc->slice[i], NULL);
-			if (err == IMAPQ_OK) {
-				cc->carried++;
-				s->carried++;
-				s->carried_bytes += cc->slice[i].size;
-			}
 		}
 	}
+}
+
+/* Frees the bodies the slice loaded, from item i on. */
+static void free_slice(struct carry_ctx *cc, size_t i)
+{
+	for (; i < cc->nslice; i++) {
+		free((void *)cc->slice[i].lb.body.data);
+		cc->slice[i].lb.body.data = NULL;
+	}
+}
+
+/* Reads the slice's bodies, without the lock: a body never changes where it lies. */
+static imapq_err load_slice(struct store *s, struct carry_ctx *cc)
+{
+	for (size_t i = 0; i < cc->nslice; i++) {
+		imapq_err err = store_body_load(s->journal, &cc->slice[i].m, &cc->slice[i].lb);
+		if (err != IMAPQ_OK) {
+			cc->nslice = i;
+			free_slice(cc, 0);
+			return err;
+		}
+	}
+	return IMAPQ_OK;
+}
+
+/* Carries the loaded slice, under the lock, each message as it is now. One expunged or moved
+ * since it was gathered is no longer there (or its body lies elsewhere) and is not carried. */
+static imapq_err carry_slice(struct store *s, struct carry_ctx *cc)
+{
+	imapq_err err = IMAPQ_OK;
+	for (size_t i = 0; i < cc->nslice && err == IMAPQ_OK; i++) {
+		struct carry_item *it = &cc->slice[i];
+		struct mailbox *mb = store_mailbox_by_id(s, it->box);
+		const struct msg *now = mb ? store_msg_find(mb, it->m.uid) : NULL;
+		if (!now || now->loc != it->m.loc)
+			continue;
+		struct msg m = *now;
+		err = store_message_carry(s, mb, &m, &it->lb, NULL);
+		if (err == IMAPQ_OK) {
+			cc->carried++;
+			s->carried++;
+			s->carried_bytes += m.size;
+		}
+	}
+	free_slice(cc, 0);
 	return err;
 }
 
-/* Carries every live message whose body is in the segment, slice by slice; *stopped_r is set
- * when the store began to close first. */
+/* Carries every live message whose body is in the segment, slice by slice: gathered under the
+ * lock, bodies read outside it, carried under it again. *stopped_r is set when the store began
+ * to close first. */
 static imapq_err carry_segment(struct store *s, struct carry_ctx *cc, bool *stopped_r)
 {
 	cc->at = 0;
@@ -186,12 +227,25 @@ static imapq_err carry_segment(struct store *s, struct carry_ctx *cc, bool *stop
 		}
 		pthread_mutex_lock(&s->lock);
 		uint64_t t0 = now_ns();
-		imapq_err err = carry_slice(s, cc);
+		gather_slice(s, cc);
+		uint64_t held = now_ns() - t0;
+		pthread_mutex_unlock(&s->lock);
+		if (cc->nslice == 0) {
+			pause_after(held);
+			continue;
+		}
+		imapq_err err = load_slice(s, cc);
+		if (err != IMAPQ_OK)
+			return err;
+		pthread_mutex_lock(&s->lock);
+		t0 = now_ns();
+		err = carry_slice(s, cc);
 		store_finish_write(s, 0);
+		held += now_ns() - t0;
 		pthread_mutex_unlock(&s->lock);
 		if (err != IMAPQ_OK)
 			return err;
-		pause_after(now_ns() - t0);
+		pause_after(held);
 	}
 	return IMAPQ_OK;
 }

@@ -410,64 +410,64 @@ static uint64_t map_flags(uint64_t flags, const unsigned *kmap)
 	return out;
 }
 
-/* Reads a whole body into a new buffer (the caller frees body_r->data) with the checksum its
- * record was written with, so that a copy of a body that changed on disk since fails its check at
- * open as the original would, instead of getting a checksum of the changed bytes. Such a body, or
- * one whose record header no longer checks, is logged and counted; the latter is copied with the
- * checksum of the bytes read. */
-static imapq_err read_body(struct store *s, const struct msg *m, struct journal_body *body_r)
+imapq_err store_body_load(struct journal *j, const struct msg *m, struct store_loaded_body *out)
 {
 	void *data = malloc(m->size ? m->size : 1);
 	if (!data)
 		return IMAPQ_E_NOMEM;
-	imapq_err err =
-	    m->size ? journal_body_read(s->journal, m->loc, 0, data, m->size) : IMAPQ_OK;
+	imapq_err err = m->size ? journal_body_read(j, m->loc, 0, data, m->size) : IMAPQ_OK;
 	if (err != IMAPQ_OK) {
 		free(data);
 		return err;
 	}
 	uint32_t crc = crc32c(0, data, m->size), written = crc;
 	if (m->size)
-		err = journal_body_crc(s->journal, m->loc, STORE_REC_MESSAGE_BYTES, m->size,
-				       &written);
-	if (err == IMAPQ_E_CORRUPT || written != crc) {
-		s->damaged_bodies++;
-		log_error(STORE_LOG, "the body of UID %u in segment %u %s; copied as it is", m->uid,
-			  journal_loc_segment(m->loc),
-			  err == IMAPQ_OK ? "no longer matches its checksum"
-					  : "has a damaged record header");
-		err = IMAPQ_OK;
-	}
-	if (err != IMAPQ_OK) {
+		err = journal_body_crc(j, m->loc, STORE_REC_MESSAGE_BYTES, m->size, &written);
+	if (err != IMAPQ_OK && err != IMAPQ_E_CORRUPT) {
 		free(data);
 		return err;
 	}
-	*body_r = (struct journal_body){
-	    .data = data, .fd = -1, .len = m->size, .crc = written, .damaged = written != crc};
+	*out = (struct store_loaded_body){.body = {.data = data,
+						   .fd = -1,
+						   .len = m->size,
+						   .crc = written,
+						   .damaged = written != crc},
+					  .uid = m->uid,
+					  .loc = m->loc,
+					  .header_damaged = err == IMAPQ_E_CORRUPT};
 	return IMAPQ_OK;
 }
 
-/* Writes message m's body again as a record of type whose state is rm. */
-static imapq_err write_message(struct store *s, uint8_t type, const struct msg *m,
+/* Counts and logs a loaded body that failed its check. Under the lock. */
+static void note_damage(struct store *s, const struct store_loaded_body *lb)
+{
+	if (!lb->body.damaged && !lb->header_damaged)
+		return;
+	s->damaged_bodies++;
+	log_error(STORE_LOG, "the body of UID %u in segment %u %s; copied as it is", lb->uid,
+		  journal_loc_segment(lb->loc),
+		  lb->header_damaged ? "has a damaged record header"
+				     : "no longer matches its checksum");
+}
+
+/* Writes a loaded body again as a record of type whose state is rm. */
+static imapq_err write_message(struct store *s, uint8_t type, const struct store_loaded_body *lb,
 			       const struct store_rec_message *rm, uint64_t *lsn_r, uint64_t *loc_r)
 {
-	struct journal_body body;
-	imapq_err err = read_body(s, m, &body);
-	if (err != IMAPQ_OK)
-		return err;
+	note_damage(s, lb);
 	struct store_buf b = {0};
 	store_rec_message_encode(&b, rm);
-	err = store_buf_failed(&b)
-		  ? IMAPQ_E_NOMEM
-		  : store_log(s, type == STORE_REC_CARRIED ? JOURNAL_SHRINK : JOURNAL_GROW, type,
-			      b.data, b.len, &body, lsn_r, loc_r);
+	imapq_err err =
+	    store_buf_failed(&b)
+		? IMAPQ_E_NOMEM
+		: store_log(s, type == STORE_REC_CARRIED ? JOURNAL_SHRINK : JOURNAL_GROW, type,
+			    b.data, b.len, &lb->body, lsn_r, loc_r);
 	store_buf_free(&b);
-	free((void *)body.data);
 	return err;
 }
 
 imapq_err store_message_carry(struct store *s, struct mailbox *mb, const struct msg *m,
-			      uint64_t *lsn_r)
+			      const struct store_loaded_body *lb, uint64_t *lsn_r)
 {
 	uint64_t loc = 0;
 	struct store_rec_message rm = {.id = mb->id,
@@ -477,7 +477,7 @@ imapq_err store_message_carry(struct store *s, struct mailbox *mb, const struct 
 				       .internaldate = m->internaldate,
 				       .attempts = m->attempts,
 				       .due = m->due};
-	imapq_err err = write_message(s, STORE_REC_CARRIED, m, &rm, lsn_r, &loc);
+	imapq_err err = write_message(s, STORE_REC_CARRIED, lb, &rm, lsn_r, &loc);
 	if (err == IMAPQ_OK)
 		store_msg_set_loc(s, mb, m->uid, loc);
 	return err;
@@ -499,7 +499,12 @@ static imapq_err copy_messages(struct store *s, struct mailbox *dst, const struc
 					       .internaldate = m->internaldate,
 					       .attempts = m->attempts};
 		uint64_t loc = 0;
-		imapq_err err = write_message(s, STORE_REC_APPEND, m, &rm, lsn_r, &loc);
+		struct store_loaded_body lb;
+		imapq_err err = store_body_load(s->journal, m, &lb);
+		if (err == IMAPQ_OK) {
+			err = write_message(s, STORE_REC_APPEND, &lb, &rm, lsn_r, &loc);
+			free((void *)lb.body.data);
+		}
 		if (err != IMAPQ_OK)
 			return err;
 		struct msg copy = *m;

@@ -24,6 +24,7 @@
 #include "imap/base/limits.h"
 #include "imap/base/log.h"
 #include "imap/store/journal-private.h"
+#include "tests/unit/test_gate.h"
 
 #define SEG1 "0000000001.seg"
 
@@ -1138,6 +1139,67 @@ static void test_body_crc_and_damaged_bodies(void **state)
 	dir_drop(dir);
 }
 
+/* Closes of segment files pass this gate. */
+static struct test_gate close_gate = TEST_GATE_INIT;
+
+static int gated_close(int fd)
+{
+	test_gate_pass(&close_gate, true);
+	return close(fd);
+}
+
+struct drop_job {
+	struct journal *j;
+	imapq_err err;
+};
+
+static void *drop_main(void *arg)
+{
+	struct drop_job *job = arg;
+	job->err = journal_drop_oldest(job->j);
+	return NULL;
+}
+
+static void *append_one_main(void *arg)
+{
+	struct drop_job *job = arg;
+	uint64_t lsn;
+	job->err = journal_append(job->j, JOURNAL_GROW, 9, "y", 1, NULL, &lsn, NULL);
+	test_gate_set(&close_gate, &close_gate.done);
+	return NULL;
+}
+
+/* Closing a dropped segment's file frees its blocks, which can take tens of milliseconds: it
+ * happens after the journal's mutex is released, so an append goes on meanwhile. */
+static void test_drop_closes_outside_the_lock(void **state)
+{
+	(void)state;
+	struct collector c = {0};
+	char *dir = dir_new();
+	struct journal *j = jopen(dir, 4096, JOURNAL_FSYNC_ALWAYS, &c, NULL);
+	uint64_t lsn;
+	assert_int_equal(journal_append(j, JOURNAL_GROW, 9, "x", 1, NULL, &lsn, NULL), IMAPQ_OK);
+	assert_int_equal(journal_rotate(j, NULL), IMAPQ_OK);
+	close_gate.armed = true;
+	atomic_store(&journal_close_fn, gated_close);
+	struct drop_job dropper = {.j = j}, appender = {.j = j};
+	pthread_t dt, at;
+	assert_int_equal(pthread_create(&dt, NULL, drop_main, &dropper), 0);
+	bool closing = test_gate_wait(&close_gate, &close_gate.reached, 10);
+	assert_int_equal(pthread_create(&at, NULL, append_one_main, &appender), 0);
+	bool appended = test_gate_wait(&close_gate, &close_gate.done, 5);
+	test_gate_set(&close_gate, &close_gate.open);
+	pthread_join(at, NULL);
+	pthread_join(dt, NULL);
+	atomic_store(&journal_close_fn, close);
+	assert_true(closing);
+	assert_true(appended);
+	assert_int_equal(appender.err, IMAPQ_OK);
+	assert_int_equal(dropper.err, IMAPQ_OK);
+	journal_close(&j);
+	dir_drop(dir);
+}
+
 static int quiet_logs(void **state)
 {
 	log_set_level(LOG_ERROR);
@@ -1162,6 +1224,7 @@ int main(void)
 	    cmocka_unit_test(test_zeros_ahead),
 	    cmocka_unit_test(test_replay_error),
 	    cmocka_unit_test(test_body_crc_and_damaged_bodies),
+	    cmocka_unit_test(test_drop_closes_outside_the_lock),
 	};
 	return cmocka_run_group_tests(tests, quiet_logs, NULL);
 }

@@ -10,18 +10,23 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "imap/base/crc32c.h"
 #include "imap/base/limits.h"
 #include "imap/base/log.h"
+#include "imap/store/journal-private.h"
 #include "imap/store/store-private.h"
 #include "imap/store/store.h"
 #include "tests/unit/queue_fixture.h"
+#include "tests/unit/test_gate.h"
 
 #define SEGMENT_BYTES (64 * 1024)
 #define SLACK	      (IMAPQ_COMPACT_SLACK_SEGMENTS * SEGMENT_BYTES)
@@ -415,11 +420,96 @@ static void test_copy_keeps_written_checksum(void **state)
 	assert_int_equal(first_body(f->s, dst, buf, sizeof buf), 0);
 }
 
+/* The compacting thread's reads of the journal pass this gate. */
+static struct test_gate gate = TEST_GATE_INIT;
+static _Thread_local bool compacting_thread;
+
+static ssize_t gated_pread(int fd, void *buf, size_t len, off_t offset)
+{
+	test_gate_pass(&gate, compacting_thread);
+	return pread(fd, buf, len, offset);
+}
+
+struct gate_job {
+	struct store *s;
+	uint32_t id;
+	imapq_err err;
+};
+
+static void *compact_main(void *arg)
+{
+	struct gate_job *job = arg;
+	compacting_thread = true;
+	job->err = store_compact(job->s, true);
+	return NULL;
+}
+
+static void *append_main(void *arg)
+{
+	struct gate_job *job = arg;
+	struct journal_body b = {.data = "later", .fd = -1, .len = 5};
+	b.crc = crc32c(0, b.data, b.len);
+	job->err = store_append(job->s, job->id, 0, 1700000000, &b, NULL, NULL, NULL);
+	test_gate_set(&gate, &gate.done);
+	return NULL;
+}
+
+/* Compaction reads bodies without the store lock: while its first read is held up, a writer
+ * appends, and a message it gathered is expunged and another flagged. It then carries the
+ * flagged one as it is now and not the expunged one. */
+static void test_bodies_read_outside_the_lock(void **state)
+{
+	struct store_fixture *f = *state;
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
+	uint32_t id = fixture_mailbox(f->s, "jobs");
+	for (int i = 0; i < 3; i++)
+		append_text(f->s, id, 0, SOUND);
+	gate.armed = true;
+	atomic_store(&journal_pread_fn, gated_pread);
+	struct gate_job compactor = {.s = f->s}, writer = {.s = f->s, .id = id};
+	pthread_t ct, wt;
+	assert_int_equal(pthread_create(&ct, NULL, compact_main, &compactor), 0);
+	bool reading = test_gate_wait(&gate, &gate.reached, 10);
+	assert_int_equal(pthread_create(&wt, NULL, append_main, &writer), 0);
+	bool appended = test_gate_wait(&gate, &gate.done, 5);
+	struct uid_range two = {2, 2}, three = {3, 3};
+	imapq_err flagged = IMAPQ_E_INVALID, expunged = IMAPQ_E_INVALID;
+	if (appended) {
+		flagged = store_flags(f->s, id, &three, 1, STORE_FLAGS_ADD, STORE_SEEN, NULL, NULL,
+				      NULL, NULL);
+		store_flags(f->s, id, &two, 1, STORE_FLAGS_ADD, STORE_DELETED, NULL, NULL, NULL,
+			    NULL);
+		expunged = store_expunge(f->s, id, &two, 1, NULL, NULL, NULL);
+	}
+	test_gate_set(&gate, &gate.open);
+	pthread_join(wt, NULL);
+	pthread_join(ct, NULL);
+	atomic_store(&journal_pread_fn, pread);
+
+	assert_true(reading);
+	assert_true(appended);
+	assert_int_equal(writer.err, IMAPQ_OK);
+	assert_int_equal(flagged, IMAPQ_OK);
+	assert_int_equal(expunged, IMAPQ_OK);
+	assert_int_equal(compactor.err, IMAPQ_OK);
+	assert_carried_damaged(f->s, 2, 0);
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
+	struct store_mailbox_status ms;
+	assert_int_equal(store_mailbox_status(f->s, id, &ms), IMAPQ_OK);
+	assert_int_equal(ms.messages, 3);
+	struct store_message m;
+	assert_int_equal(store_message_get(f->s, id, 3, &m), IMAPQ_OK);
+	assert_true(m.flags & STORE_SEEN);
+	assert_int_equal(store_message_get(f->s, id, 2, &m), IMAPQ_E_NOTFOUND);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rule_with_little_disk_left),
+	    cmocka_unit_test_setup_teardown(test_bodies_read_outside_the_lock, store_fixture_setup,
+					    store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_carry_keeps_written_checksum, store_fixture_setup,
 					    store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_carry_past_damaged_header, store_fixture_setup,
