@@ -167,10 +167,10 @@ static void gather_slice(struct store *s, struct carry_ctx *cc)
 	}
 }
 
-/* Frees the bodies the slice loaded, from item i on. */
-static void free_slice(struct carry_ctx *cc, size_t i)
+/* Frees the bodies the slice loaded. */
+static void free_slice(struct carry_ctx *cc)
 {
-	for (; i < cc->nslice; i++) {
+	for (size_t i = 0; i < cc->nslice; i++) {
 		free((void *)cc->slice[i].lb.body.data);
 		cc->slice[i].lb.body.data = NULL;
 	}
@@ -183,7 +183,7 @@ static imapq_err load_slice(struct store *s, struct carry_ctx *cc)
 		imapq_err err = store_body_load(s->journal, &cc->slice[i].m, &cc->slice[i].lb);
 		if (err != IMAPQ_OK) {
 			cc->nslice = i;
-			free_slice(cc, 0);
+			free_slice(cc);
 			return err;
 		}
 	}
@@ -209,7 +209,7 @@ static imapq_err carry_slice(struct store *s, struct carry_ctx *cc)
 			s->carried_bytes += m.size;
 		}
 	}
-	free_slice(cc, 0);
+	free_slice(cc);
 	return err;
 }
 
