@@ -181,6 +181,41 @@ static void test_rule_with_little_disk_left(void **state)
 	assert_false(store_compact_due(slack + 1, live, slack, live));
 }
 
+/* About five segments of appends that are expunged again, then 20,000 live messages; the store
+ * is opened again, so that its per-segment counts come from the recount. Gives the live
+ * mailbox. */
+static uint32_t dead_segments_then_live(struct store_fixture *f)
+{
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
+	uint32_t churn = fixture_mailbox(f->s, "churn");
+	uint32_t live = fixture_mailbox(f->s, "live");
+	churn_until(f->s, churn, 5 * SEGMENT_BYTES);
+	for (uint32_t i = 0; i < 20000; i++)
+		append_fill(f->s, live, 'l', 8);
+	assert_true(20000 > IMAPQ_COMPACT_SLICE_SCAN);
+	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
+	return live;
+}
+
+/* Without trustworthy counts (one was lost to a failed allocation), compaction cannot know a
+ * segment is empty and examines every message, in slices of IMAPQ_COMPACT_SLICE_SCAN; it still
+ * frees the dead segments and keeps every live message. */
+static void test_lost_counts_examine_every_message(void **state)
+{
+	struct store_fixture *f = *state;
+	uint32_t live = dead_segments_then_live(f);
+	f->s->segment_counts_lost = true;
+	struct store_stats st;
+	assert_int_equal(store_compact(f->s, true), IMAPQ_OK);
+	store_stats(f->s, &st);
+	assert_true(st.compactions >= 2);
+	assert_true(st.compact_slices >= 2 * st.compactions);
+	assert_int_equal(st.carried, 0);
+	struct store_mailbox_status ms;
+	assert_int_equal(store_mailbox_status(f->s, live, &ms), IMAPQ_OK);
+	assert_int_equal(ms.messages, 20000);
+}
+
 /* A segment that holds no live message is freed in one slice, without examining the 20,000 live
  * messages of newer segments (more than one slice may examine). The store is reopened first, so
  * the segments' live counts are the ones replay rebuilt; compaction through the live segments
@@ -188,15 +223,7 @@ static void test_rule_with_little_disk_left(void **state)
 static void test_dead_segment_takes_one_slice(void **state)
 {
 	struct store_fixture *f = *state;
-	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
-	uint32_t churn = fixture_mailbox(f->s, "churn");
-	uint32_t live = fixture_mailbox(f->s, "live");
-	/* About five segments of appends that are expunged again, then the live messages. */
-	churn_until(f->s, churn, 5 * SEGMENT_BYTES);
-	for (uint32_t i = 0; i < 20000; i++)
-		append_fill(f->s, live, 'l', 8);
-	assert_true(20000 > IMAPQ_COMPACT_SLICE_SCAN);
-	fixture_store_reopen(f->dir, JOURNAL_FSYNC_OFF, SEGMENT_BYTES, &f->s);
+	uint32_t live = dead_segments_then_live(f);
 
 	/* The pass frees dead segments until within the slack, one slice each. */
 	struct store_stats st;
@@ -522,6 +549,8 @@ int main(void)
 					    store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_dead_segment_takes_one_slice, store_fixture_setup,
 					    store_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_lost_counts_examine_every_message,
+					    store_fixture_setup, store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_pass_starts_past_live_state, store_fixture_setup,
 					    store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_small_store_keeps_within_slack,
