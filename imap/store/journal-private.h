@@ -247,7 +247,9 @@ struct journal_segment *journal_seg_find(struct journal *j, uint32_t number);
  * frees its blocks (tens of milliseconds for a full segment with online discard), which must not
  * hold up appends and reads. */
 bool journal_seg_put(struct journal_segment *seg);
-/* Closes the fd of a segment whose last reference is gone and frees it. */
+/* Closes the fd of a segment whose last reference is gone and frees it; a dropped segment's file
+ * is first shortened to nothing in steps of IMAPQ_JOURNAL_RELEASE_STEP, so that the disk frees
+ * its blocks a little at a time. */
 void journal_seg_free(struct journal_segment *seg);
 /* Both at once, while holding mu: where no dropped segment's last reference can go (opening,
  * closing, a failed rotation, and the flusher, which lets go of a segment before it publishes
@@ -286,11 +288,13 @@ typedef int journal_fdatasync_t(int fd);
 typedef int journal_fallocate_t(int fd, int mode, off_t offset, off_t len);
 typedef ssize_t journal_pread_t(int fd, void *buf, size_t len, off_t offset);
 typedef int journal_close_t(int fd);
+typedef int journal_ftruncate_t(int fd, off_t len);
 
 extern journal_pwritev_t *_Atomic journal_pwritev_fn;	  /* defaults to pwritev */
 extern journal_fdatasync_t *_Atomic journal_fdatasync_fn; /* defaults to fdatasync */
 extern journal_fallocate_t *_Atomic journal_fallocate_fn; /* defaults to fallocate */
 extern journal_pread_t *_Atomic journal_pread_fn;	  /* defaults to pread */
 extern journal_close_t *_Atomic journal_close_fn;	  /* defaults to close, for segment files */
+extern journal_ftruncate_t *_Atomic journal_ftruncate_fn; /* defaults to ftruncate */
 
 #endif

@@ -5,9 +5,11 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "imap/base/limits.h"
 #include "imap/base/log.h"
 
 #define LOG_MOD "journal"
@@ -17,6 +19,7 @@ journal_fdatasync_t *_Atomic journal_fdatasync_fn = fdatasync;
 journal_fallocate_t *_Atomic journal_fallocate_fn = fallocate;
 journal_pread_t *_Atomic journal_pread_fn = pread;
 journal_close_t *_Atomic journal_close_fn = close;
+journal_ftruncate_t *_Atomic journal_ftruncate_fn = ftruncate;
 
 /* Preallocation grows in steps of at least this many bytes, so appends past the end of a
  * segment do not call fallocate for every record. */
@@ -195,8 +198,29 @@ bool journal_seg_put(struct journal_segment *seg)
 	return --seg->refs == 0;
 }
 
+/* Shortens the file of fd to nothing a step at a time, pausing between steps: freeing a whole
+ * segment at once keeps a disk with online discard busy long enough to stall every fdatasync
+ * behind it. */
+static void release_gradually(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return;
+	uint64_t size = (uint64_t)st.st_size;
+	while (size > IMAPQ_JOURNAL_RELEASE_STEP) {
+		size -= IMAPQ_JOURNAL_RELEASE_STEP;
+		if (atomic_load(&journal_ftruncate_fn)(fd, (off_t)size) != 0)
+			return;
+		struct timespec pause = {.tv_nsec = IMAPQ_JOURNAL_RELEASE_PAUSE_MS * 1000000L};
+		while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
+			;
+	}
+}
+
 void journal_seg_free(struct journal_segment *seg)
 {
+	if (seg->fd >= 0 && seg->dropped)
+		release_gradually(seg->fd);
 	if (seg->fd >= 0)
 		atomic_load (&journal_close_fn)(seg->fd);
 	free(seg);

@@ -1200,6 +1200,64 @@ static void test_drop_closes_outside_the_lock(void **state)
 	dir_drop(dir);
 }
 
+/* What a drop did to its file, in order. */
+static struct {
+	off_t sizes[16];
+	int truncates;
+	int truncates_before_close; /* -1 until the close */
+} release;
+
+static int recording_ftruncate(int fd, off_t len)
+{
+	if (release.truncates < 16)
+		release.sizes[release.truncates] = len;
+	release.truncates++;
+	return ftruncate(fd, len);
+}
+
+static int recording_close(int fd)
+{
+	if (release.truncates_before_close < 0)
+		release.truncates_before_close = release.truncates;
+	return close(fd);
+}
+
+/* A dropped segment of about 21 MiB is shortened in steps of IMAPQ_JOURNAL_RELEASE_STEP before
+ * its file is closed, so that the disk frees its blocks a little at a time. */
+static void test_drop_releases_in_steps(void **state)
+{
+	(void)state;
+	struct collector c = {0};
+	char *dir = dir_new();
+	struct journal *j = jopen(dir, 0, JOURNAL_FSYNC_OFF, &c, NULL);
+	size_t len = 3u << 20;
+	char *data = calloc(1, len);
+	assert_non_null(data);
+	struct journal_body body = {.data = data, .fd = -1, .len = len};
+	body.crc = crc32c(0, data, len);
+	uint64_t lsn;
+	for (int i = 0; i < 7; i++)
+		assert_int_equal(journal_append(j, JOURNAL_GROW, 1, "m", 1, &body, &lsn, NULL),
+				 IMAPQ_OK);
+	free(data);
+	assert_int_equal(journal_rotate(j, NULL), IMAPQ_OK);
+	release.truncates = 0;
+	release.truncates_before_close = -1;
+	atomic_store(&journal_ftruncate_fn, recording_ftruncate);
+	atomic_store(&journal_close_fn, recording_close);
+	assert_int_equal(journal_drop_oldest(j), IMAPQ_OK);
+	atomic_store(&journal_ftruncate_fn, ftruncate);
+	atomic_store(&journal_close_fn, close);
+	/* 21 MiB and some: down to 13 MiB, then 5 MiB, then the close frees the rest. */
+	assert_int_equal(release.truncates, 2);
+	assert_int_equal(release.truncates_before_close, 2);
+	assert_true(release.sizes[0] > (off_t)(12u << 20));
+	assert_int_equal(release.sizes[0] - release.sizes[1], (off_t)IMAPQ_JOURNAL_RELEASE_STEP);
+	assert_true(release.sizes[1] <= (off_t)IMAPQ_JOURNAL_RELEASE_STEP);
+	journal_close(&j);
+	dir_drop(dir);
+}
+
 static int quiet_logs(void **state)
 {
 	log_set_level(LOG_ERROR);
@@ -1225,6 +1283,7 @@ int main(void)
 	    cmocka_unit_test(test_replay_error),
 	    cmocka_unit_test(test_body_crc_and_damaged_bodies),
 	    cmocka_unit_test(test_drop_closes_outside_the_lock),
+	    cmocka_unit_test(test_drop_releases_in_steps),
 	};
 	return cmocka_run_group_tests(tests, quiet_logs, NULL);
 }
