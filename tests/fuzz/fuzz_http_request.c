@@ -179,7 +179,8 @@ static void check_body(const char *body, size_t len)
 	struct queue_settings set;
 	bool given;
 	if (http_settings_decode(body, len, &set, &given, &why) == IMAPQ_OK)
-		fuzz_check(given == (set.lease || set.max_attempts || set.retention));
+		fuzz_check(given ==
+			   (set.lease || set.max_attempts || set.retention || set.max_messages));
 
 	/* The body as a header value and as a base64 text (C strings stop at a NUL). */
 	if (http_content_type_ok(body))
