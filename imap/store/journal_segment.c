@@ -219,10 +219,12 @@ static void release_gradually(int fd)
 
 void journal_seg_free(struct journal_segment *seg)
 {
-	if (seg->fd >= 0 && seg->dropped)
-		release_gradually(seg->fd);
-	if (seg->fd >= 0)
-		atomic_load (&journal_close_fn)(seg->fd);
+	if (seg->fd >= 0) {
+		journal_close_t *close_fd = atomic_load(&journal_close_fn);
+		if (seg->dropped)
+			release_gradually(seg->fd);
+		close_fd(seg->fd);
+	}
 	free(seg);
 }
 

@@ -237,8 +237,6 @@ void store_each_in_ranges(struct mailbox *mb, const struct uid_range *ranges, si
 /* A message's body read back for a copy, with the checksum its record was written with. */
 struct store_loaded_body {
 	struct journal_body body; /* data is the caller's to free */
-	uint32_t uid;
-	uint64_t loc;	     /* where it was read */
 	bool header_damaged; /* the record's header no longer checks: crc is of the bytes read */
 };
 

@@ -432,29 +432,28 @@ imapq_err store_body_load(struct journal *j, const struct msg *m, struct store_l
 						   .len = m->size,
 						   .crc = written,
 						   .damaged = written != crc},
-					  .uid = m->uid,
-					  .loc = m->loc,
 					  .header_damaged = err == IMAPQ_E_CORRUPT};
 	return IMAPQ_OK;
 }
 
-/* Counts and logs a loaded body that failed its check. Under the lock. */
-static void note_damage(struct store *s, const struct store_loaded_body *lb)
+/* Counts and logs a body loaded from message m that failed its check. Under the lock. */
+static void note_damage(struct store *s, const struct msg *m, const struct store_loaded_body *lb)
 {
 	if (!lb->body.damaged && !lb->header_damaged)
 		return;
 	s->damaged_bodies++;
-	log_error(STORE_LOG, "the body of UID %u in segment %u %s; copied as it is", lb->uid,
-		  journal_loc_segment(lb->loc),
+	log_error(STORE_LOG, "the body of UID %u in segment %u %s; copied as it is", m->uid,
+		  journal_loc_segment(m->loc),
 		  lb->header_damaged ? "has a damaged record header"
 				     : "no longer matches its checksum");
 }
 
-/* Writes a loaded body again as a record of type whose state is rm. */
-static imapq_err write_message(struct store *s, uint8_t type, const struct store_loaded_body *lb,
+/* Writes the body lb, loaded from message m, again as a record of type whose state is rm. */
+static imapq_err write_message(struct store *s, uint8_t type, const struct msg *m,
+			       const struct store_loaded_body *lb,
 			       const struct store_rec_message *rm, uint64_t *lsn_r, uint64_t *loc_r)
 {
-	note_damage(s, lb);
+	note_damage(s, m, lb);
 	struct store_buf b = {0};
 	store_rec_message_encode(&b, rm);
 	imapq_err err =
@@ -477,7 +476,7 @@ imapq_err store_message_carry(struct store *s, struct mailbox *mb, const struct 
 				       .internaldate = m->internaldate,
 				       .attempts = m->attempts,
 				       .due = m->due};
-	imapq_err err = write_message(s, STORE_REC_CARRIED, lb, &rm, lsn_r, &loc);
+	imapq_err err = write_message(s, STORE_REC_CARRIED, m, lb, &rm, lsn_r, &loc);
 	if (err == IMAPQ_OK)
 		store_msg_set_loc(s, mb, m->uid, loc);
 	return err;
@@ -502,7 +501,7 @@ static imapq_err copy_messages(struct store *s, struct mailbox *dst, const struc
 		struct store_loaded_body lb;
 		imapq_err err = store_body_load(s->journal, m, &lb);
 		if (err == IMAPQ_OK) {
-			err = write_message(s, STORE_REC_APPEND, &lb, &rm, lsn_r, &loc);
+			err = write_message(s, STORE_REC_APPEND, m, &lb, &rm, lsn_r, &loc);
 			free((void *)lb.body.data);
 		}
 		if (err != IMAPQ_OK)

@@ -477,18 +477,34 @@ static double pipelined_appends(struct store *store, uint32_t mailbox,
 	return (double)done / ((double)(bench_now_ns() - start) / 1e9);
 }
 
-static bool bench_durable(const char *dir, double disk_rate)
+/* Readies r for runs of committers on the store of dir, opened with fsync always. */
+static bool run_open(struct run *r, const char *dir)
 {
 	struct store_options opts = {.dir = dir, .fsync = JOURNAL_FSYNC_ALWAYS};
-	struct run_result a1, a64, c1, c64;
-	struct run r = {.body = make_body(RUN_BODY)};
 	struct store_report rep;
+	*r = (struct run){.body = make_body(RUN_BODY)};
+	pthread_mutex_init(&r->gate_lock, NULL);
+	pthread_cond_init(&r->gate, NULL);
+	return !failed(store_open(&opts, &rep, &r->store), "store_open");
+}
+
+/* Closes the store of r (when it opened) and what run_open set up. */
+static void run_close(struct run *r)
+{
+	if (r->store)
+		store_close(&r->store);
+	pthread_cond_destroy(&r->gate);
+	pthread_mutex_destroy(&r->gate_lock);
+}
+
+static bool bench_durable(const char *dir, double disk_rate)
+{
+	struct run_result a1, a64, c1, c64;
+	struct run r;
 	uint32_t first = 0, last = 0, pool;
 	bool ok = false;
 
-	pthread_mutex_init(&r.gate_lock, NULL);
-	pthread_cond_init(&r.gate, NULL);
-	if (failed(store_open(&opts, &rep, &r.store), "store_open"))
+	if (!run_open(&r, dir))
 		goto out;
 
 	bench_section("2. Durable appends (256 B body, store_append + store_wait, fsync always)");
@@ -538,10 +554,7 @@ static bool bench_durable(const char *dir, double disk_rate)
 	figure_add("store.group_commit_ratio_c64_threads", a64.rate / disk_rate, 2, "x");
 	ok = true;
 out:
-	if (r.store)
-		store_close(&r.store);
-	pthread_cond_destroy(&r.gate);
-	pthread_mutex_destroy(&r.gate_lock);
+	run_close(&r);
 	return ok;
 }
 
@@ -817,18 +830,13 @@ static bool run_beside_compaction(struct run *r, const char *label, struct run_r
  * reads its bodies from the disk. The worst wait shows how long compaction holds the store. */
 static bool bench_compaction(const char *dir)
 {
-	struct store_options opts = {.dir = dir, .fsync = JOURNAL_FSYNC_ALWAYS};
-	struct run r = {.body = make_body(RUN_BODY)};
+	struct run r;
 	struct run_result alone, beside, cold;
-	struct store_report rep;
 	bool ok = false;
 
-	pthread_mutex_init(&r.gate_lock, NULL);
-	pthread_cond_init(&r.gate, NULL);
 	bench_section("8. Durable appends while compaction carries 1,000,000 messages "
 		      "(64 committer threads)");
-	if (failed(store_open(&opts, &rep, &r.store), "store_open") ||
-	    !mailbox_make(r.store, "bench/beside", &r.mailbox) ||
+	if (!run_open(&r, dir) || !mailbox_make(r.store, "bench/beside", &r.mailbox) ||
 	    !run_threads(&r, MANY_THREADS, append_worker, RUN_SECONDS, &alone))
 		goto out;
 	run_print_max("no compaction", &alone);
@@ -842,10 +850,7 @@ static bool bench_compaction(const char *dir)
 	figure_add("store.append_c64_compacting_cold_max_ms", cold.max_us / 1e3, 1, "ms");
 	ok = true;
 out:
-	if (r.store)
-		store_close(&r.store);
-	pthread_cond_destroy(&r.gate);
-	pthread_mutex_destroy(&r.gate_lock);
+	run_close(&r);
 	return ok;
 }
 
