@@ -73,9 +73,10 @@ bool http_percent_decode(const char *src, size_t len, char *dst, size_t cap);
 
 /* --- JSON --- */
 
-/* Checks a JSON text before cJSON sees it: valid UTF-8, no raw control characters inside
- * strings, no NUL byte, and arrays/objects nested at most max_depth deep. IMAPQ_OK or
- * IMAPQ_E_INVALID with *why set to a static description. */
+/* Checks a JSON text before cJSON sees it, for what cJSON lets through: valid UTF-8, no raw
+ * control characters inside strings, no NUL byte, no byte order mark, whitespace outside strings
+ * only space, tab, CR and LF, numbers as RFC 8259 writes them, and arrays/objects nested at most
+ * max_depth deep. IMAPQ_OK or IMAPQ_E_INVALID with *why set to a static description. */
 imapq_err http_json_precheck(const char *text, size_t len, unsigned max_depth, const char **why);
 /* Prechecks and parses text[0..len) (trailing whitespace allowed). *root_r is the tree, freed by
  * the caller with cJSON_Delete. IMAPQ_E_INVALID with *why on failure. */
@@ -150,9 +151,14 @@ imapq_err http_settings_decode(const char *body, size_t len, struct queue_settin
 
 /* --- Server and requests --- */
 
-/* Request counters, by route and by status class (1xx..5xx). */
+/* Status classes the request counters keep: 1xx..5xx, then requests that ended without a reply
+ * (the client left a long poll or a reply waiting for its sync). */
+#define HTTP_CLASS_ABORTED 5
+#define HTTP_CLASSES	   6
+
+/* Request counters, by route and by status class. */
 struct http_counters {
-	atomic_ullong requests[HTTP_ROUTE__COUNT][5];
+	atomic_ullong requests[HTTP_ROUTE__COUNT][HTTP_CLASSES];
 };
 
 /* The long-poll parking lot: parked claims, a thread that resumes them. */
@@ -269,6 +275,9 @@ void http_after_visible(struct http_request *req);
  * (*bad_r set for malformed). */
 const char *http_query(struct http_request *req, const char *key, char *buf, size_t cap,
 		       bool *bad_r);
+/* Reads ?limit= as a count in 1..max into *limit_r, def when absent; false when it is malformed
+ * or out of range (http_queues.c). */
+bool http_query_limit(struct http_request *req, uint32_t def, uint32_t max, uint32_t *limit_r);
 
 /* --- Handlers (http_jobs.c, http_queues.c, http_metrics.c) --- */
 

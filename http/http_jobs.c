@@ -271,20 +271,18 @@ enum MHD_Result http_handle_enqueue(struct http_request *req)
 	return http_reply_json(req, 201, root);
 }
 
-/* Adds the body of a job to obj: JSON as JSON, UTF-8 text as a string, anything else base64. */
+/* Adds the body of a job to obj: JSON as JSON, UTF-8 text as a string, anything else base64.
+ * A JSON type is trusted only after the check an enqueued body gets: a body stored over IMAP
+ * never had it, and pasted raw it would break the whole reply. */
 static imapq_err add_body(cJSON *obj, char *payload, size_t len, const char *ctype)
 {
 	const char *why;
+	cJSON *probe = NULL;
 	if (http_content_type_is_json(ctype) &&
-	    http_json_precheck(payload, len, IMAPQ_HTTP_MAX_JSON_DEPTH, &why) == IMAPQ_OK) {
-		const char *end = NULL;
-		cJSON *probe = cJSON_ParseWithLengthOpts(payload, len, &end, 0);
-		bool whole =
-		    probe != NULL && strspn(end, " \t\r\n") == len - (size_t)(end - payload);
+	    http_json_parse(payload, len, &probe, &why) == IMAPQ_OK) {
 		cJSON_Delete(probe);
-		if (whole)
-			return http_json_put(obj, "body", cJSON_CreateRaw(payload)) ? IMAPQ_OK
-										    : IMAPQ_E_NOMEM;
+		return http_json_put(obj, "body", cJSON_CreateRaw(payload)) ? IMAPQ_OK
+									    : IMAPQ_E_NOMEM;
 	}
 	if (http_utf8_valid(payload, len))
 		return http_json_add_string(obj, "body", payload) ? IMAPQ_OK : IMAPQ_E_NOMEM;
@@ -368,8 +366,28 @@ static enum MHD_Result claim_reply(struct http_request *req, struct queue_job *j
 	cJSON *root = cJSON_CreateObject();
 	cJSON *list = cJSON_CreateArray();
 	imapq_err err = http_json_put(root, "messages", list) ? IMAPQ_OK : IMAPQ_E_NOMEM;
-	for (uint32_t i = 0; i < n && err == IMAPQ_OK; i++)
-		err = http_job_to_json(req, &jobs[i], true, list);
+	bool built = err == IMAPQ_OK;
+	uint32_t kept = 0;
+	for (uint32_t i = 0; i < n && err == IMAPQ_OK; i++) {
+		imapq_err job_err = http_job_to_json(req, &jobs[i], true, list);
+		if (job_err == IMAPQ_OK) {
+			jobs[kept++] = jobs[i];
+			continue;
+		}
+		/* A job whose body cannot be read leaves the reply and goes back alone: the
+		 * others were claimed too and would pay an attempt for it. */
+		cJSON_DeleteItemFromArray(list, (int)kept);
+		uint64_t lsn;
+		imapq_err nack_err = queue_nack(req->server->opts.qs, req->target.queue, jobs[i].id,
+						jobs[i].receipt, 0, &lsn);
+		log_warn("http", "claim reply for %s: job %u left out (%s), %s", req->target.queue,
+			 jobs[i].id, imapq_err_message(job_err),
+			 nack_err == IMAPQ_OK ? "released" : "left to its lease");
+		if (kept == 0 && i + 1 == n)
+			err = job_err; /* none could be sent: answer with the error */
+	}
+	if (built)
+		n = kept; /* the jobs left out are released already */
 	req->claimed = jobs;
 	if (err != IMAPQ_OK) {
 		cJSON_Delete(root);
@@ -604,20 +622,19 @@ static bool parse_state(const char *text, enum queue_state *s)
 
 enum MHD_Result http_handle_peek(struct http_request *req)
 {
-	char sbuf[16], lbuf[16], bbuf[8];
+	char sbuf[16], bbuf[8];
 	bool bad = false;
 	const char *st = http_query(req, "state", sbuf, sizeof sbuf, &bad);
-	const char *lim = http_query(req, "limit", lbuf, sizeof lbuf, &bad);
 	const char *body = http_query(req, "body", bbuf, sizeof bbuf, &bad);
 	enum queue_state state = QUEUE_READY;
-	uint64_t limit = 100;
+	uint32_t limit = 100;
 	if (bad || (st != NULL && !parse_state(st, &state)) ||
-	    (lim != NULL && !http_parse_u64(lim, 1, IMAPQ_HTTP_MAX_PEEK, &limit)) ||
+	    !http_query_limit(req, limit, IMAPQ_HTTP_MAX_PEEK, &limit) ||
 	    (body != NULL && strcmp(body, "true") != 0 && strcmp(body, "false") != 0))
 		return http_reply_error(req, IMAPQ_E_INVALID,
 					"use state=ready|claimed|delayed|dead, limit=1..1000 and "
 					"body=true|false");
-	struct peek_ctx ctx = {.cap = (uint32_t)limit};
+	struct peek_ctx ctx = {.cap = limit};
 	ctx.jobs = calloc(ctx.cap, sizeof *ctx.jobs);
 	if (ctx.jobs == NULL)
 		return http_reply_error(req, IMAPQ_E_NOMEM, NULL);

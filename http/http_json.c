@@ -1,5 +1,6 @@
 /* JSON and value helpers of the HTTP front: a precheck that bounds what cJSON is given (depth,
- * UTF-8, control characters), strict field readers, receipts, numbers and times as text. */
+ * UTF-8, control characters, and RFC 8259 whitespace and numbers where cJSON is lenient), strict
+ * field readers, receipts, numbers and times as text. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -58,10 +59,53 @@ bool http_utf8_valid(const char *text, size_t len)
 	return true;
 }
 
+/* True for the bytes cJSON takes into a number token. */
+static bool number_byte(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+}
+
+/* Length of the RFC 8259 number at s[0..n), or 0 when the run of number bytes there is not one
+ * (cJSON also takes 01, 1., -.5 and 1e, handing strtod whatever follows). */
+static size_t number_length(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+	if (i < n && s[i] == '-')
+		i++;
+	if (i < n && s[i] == '0') {
+		i++;
+	} else if (i < n && s[i] >= '1' && s[i] <= '9') {
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+	} else {
+		return 0;
+	}
+	if (i < n && s[i] == '.') {
+		if (++i >= n || s[i] < '0' || s[i] > '9')
+			return 0;
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		if (++i < n && (s[i] == '+' || s[i] == '-'))
+			i++;
+		if (i >= n || s[i] < '0' || s[i] > '9')
+			return 0;
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+	}
+	return i < n && number_byte(s[i]) ? 0 : i;
+}
+
 imapq_err http_json_precheck(const char *text, size_t len, unsigned max_depth, const char **why)
 {
 	if (!http_utf8_valid(text, len)) {
 		*why = "the body is not valid UTF-8 (or holds a NUL byte)";
+		return IMAPQ_E_INVALID;
+	}
+	/* cJSON skips a leading BOM, and any byte up to 0x20 as whitespace: RFC 8259 does not. */
+	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) {
+		*why = "JSON must not start with a byte order mark";
 		return IMAPQ_E_INVALID;
 	}
 	unsigned depth = 0;
@@ -90,6 +134,18 @@ imapq_err http_json_precheck(const char *text, size_t len, unsigned max_depth, c
 			}
 		} else if ((c == ']' || c == '}') && depth > 0) {
 			depth--;
+		} else if (c == '-' || (c >= '0' && c <= '9')) {
+			size_t n = number_length((const unsigned char *)text + i, len - i);
+			if (n == 0) {
+				*why = "a JSON number is malformed (RFC 8259 numbers only)";
+				return IMAPQ_E_INVALID;
+			}
+			i += n - 1;
+		} else if (memchr(" \t\r\n]},:", c, 8) == NULL && !(c >= 'a' && c <= 'z')) {
+			/* Letters are left to cJSON, which reads true, false and null exactly. */
+			*why = "JSON holds a byte outside strings that is neither syntax nor "
+			       "whitespace";
+			return IMAPQ_E_INVALID;
 		}
 	}
 	return IMAPQ_OK;

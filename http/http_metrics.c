@@ -1,5 +1,6 @@
 /* Operations endpoints: /healthz for load balancers and /metrics in the Prometheus text format
  * (queue depths and counters, HTTP requests, journal fsyncs and their latency). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,20 +28,21 @@ static void append_text(void *ctx, const char *text, size_t len)
 /* The HTTP request counters, one series per route and status class that saw traffic. */
 static void http_metrics(struct http_server *server, struct buf *b)
 {
-	buf_puts(b, "# HELP imapq_http_requests_total HTTP requests answered, by route and "
-		    "status class.\n"
+	buf_puts(b, "# HELP imapq_http_requests_total HTTP requests, by route and status class "
+		    "(aborted: ended without a reply).\n"
 		    "# TYPE imapq_http_requests_total counter\n");
 	for (unsigned r = 0; r < HTTP_ROUTE__COUNT; r++) {
-		for (unsigned c = 0; c < 5; c++) {
+		for (unsigned c = 0; c < HTTP_CLASSES; c++) {
 			unsigned long long n = atomic_load(&server->counters.requests[r][c]);
 			if (n == 0)
 				continue;
 			/* The two requeue routes share a name: give the single one its own. */
 			const char *name =
 			    r == HTTP_ROUTE_REQUEUE_ONE ? "requeue_one" : http_route_name(r);
-			buf_printf(b,
-				   "imapq_http_requests_total{route=\"%s\",code=\"%uxx\"} %llu\n",
-				   name, c + 1, n);
+			char code[8];
+			snprintf(code, sizeof code, "%uxx", c + 1);
+			buf_printf(b, "imapq_http_requests_total{route=\"%s\",code=\"%s\"} %llu\n",
+				   name, c == HTTP_CLASS_ABORTED ? "aborted" : code, n);
 		}
 	}
 	buf_printf(b,

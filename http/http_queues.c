@@ -221,30 +221,18 @@ enum MHD_Result http_handle_requeue(struct http_request *req)
 	return reply_count(req, err, lsn, "requeued", moved);
 }
 
-/* What the change feed gathered (callbacks copy only). */
+/* What the change feed gathered (callbacks copy only): at most cap jobs. */
 struct changes_ctx {
 	struct queue_job *jobs;
 	size_t n, cap;
 	struct buf removed; /* "1:3,5" */
-	bool failed;
 };
 
 static void change_collect(void *arg, const struct queue_job *job)
 {
 	struct changes_ctx *c = arg;
-	if (c->failed)
-		return;
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 64;
-		struct queue_job *grown = realloc(c->jobs, cap * sizeof *grown);
-		if (grown == NULL) {
-			c->failed = true;
-			return;
-		}
-		c->jobs = grown;
-		c->cap = cap;
-	}
-	c->jobs[c->n++] = *job;
+	if (c->n < c->cap)
+		c->jobs[c->n++] = *job;
 }
 
 static void gone_collect(void *arg, uint32_t lo, uint32_t hi)
@@ -258,10 +246,11 @@ static void gone_collect(void *arg, uint32_t lo, uint32_t hi)
 }
 
 /* Builds the change feed's reply from what was gathered. */
-static cJSON *changes_json(struct http_request *req, struct changes_ctx *c, uint64_t highest)
+static cJSON *changes_json(struct http_request *req, struct changes_ctx *c,
+			   const struct queue_changes_page *page)
 {
 	cJSON *root = cJSON_CreateObject();
-	if (root == NULL || !http_json_add_u64_string(root, "highestmodseq", highest))
+	if (root == NULL || !http_json_add_u64_string(root, "highestmodseq", page->highestmodseq))
 		goto fail;
 	cJSON *list = cJSON_AddArrayToObject(root, "changed");
 	if (list == NULL)
@@ -272,7 +261,9 @@ static cJSON *changes_json(struct http_request *req, struct changes_ctx *c, uint
 	}
 	buf_append(&c->removed, "", 1);
 	if (buf_failed(&c->removed) ||
-	    !cJSON_AddStringToObject(root, "removed", buf_bytes(&c->removed)))
+	    !cJSON_AddStringToObject(root, "removed", buf_bytes(&c->removed)) ||
+	    !http_json_add_u64_string(root, "next", page->next) ||
+	    !cJSON_AddBoolToObject(root, "more", page->more))
 		goto fail;
 	return root;
 fail:
@@ -280,27 +271,42 @@ fail:
 	return NULL;
 }
 
+bool http_query_limit(struct http_request *req, uint32_t def, uint32_t max, uint32_t *limit_r)
+{
+	char text[16];
+	bool bad = false;
+	uint64_t limit = def;
+	const char *s = http_query(req, "limit", text, sizeof text, &bad);
+	if (bad || (s != NULL && !http_parse_u64(s, 1, max, &limit)))
+		return false;
+	*limit_r = (uint32_t)limit;
+	return true;
+}
+
 enum MHD_Result http_handle_changes(struct http_request *req)
 {
 	char text[32];
 	bool bad = false;
 	uint64_t since = 0;
+	uint32_t limit = 0;
 	const char *s = http_query(req, "since", text, sizeof text, &bad);
-	if (bad || (s != NULL && !http_parse_u64(s, 0, INT64_MAX, &since)))
+	if (bad || (s != NULL && !http_parse_u64(s, 0, INT64_MAX, &since)) ||
+	    !http_query_limit(req, 100, IMAPQ_HTTP_MAX_CHANGES, &limit))
 		return http_reply_error(req, IMAPQ_E_INVALID,
-					"since must be a mod-sequence (a decimal number)");
-	struct changes_ctx c = {0};
-	uint64_t highest = 0;
-	imapq_err err = queue_changes(req->server->opts.qs, req->target.queue, since,
-				      change_collect, gone_collect, &c, &highest);
+					"use since=MODSEQ (a decimal number) and limit=1..1000");
+	struct changes_ctx c = {.cap = limit};
+	c.jobs = calloc(c.cap, sizeof *c.jobs);
+	if (c.jobs == NULL)
+		return http_reply_error(req, IMAPQ_E_NOMEM, NULL);
+	struct queue_changes_page page;
+	imapq_err err = queue_changes_page(req->server->opts.qs, req->target.queue, since, limit,
+					   change_collect, gone_collect, &c, &page);
 	enum MHD_Result ret;
-	if (err == IMAPQ_OK && c.failed)
-		err = IMAPQ_E_NOMEM;
 	if (err != IMAPQ_OK) {
 		ret = http_reply_error(req, err, NULL);
 	} else {
 		http_after_visible(req);
-		cJSON *root = changes_json(req, &c, highest);
+		cJSON *root = changes_json(req, &c, &page);
 		ret = root ? http_reply_json(req, 200, root)
 			   : http_reply_error(req, IMAPQ_E_NOMEM, NULL);
 	}

@@ -230,7 +230,11 @@ static void precheck(struct http_request *req)
 		req->early_why = "method not allowed on this resource";
 	} else if (t->route != HTTP_ROUTE_HEALTHZ) {
 		check_token(req);
-		if (req->early_err == IMAPQ_OK && t->err != IMAPQ_OK) {
+		/* A target that does not parse has no queue for the role check, which then asks
+		 * for the role on every queue: a valid token limited to some queues gets the 400
+		 * the target deserves, not a 403. */
+		bool valid_token = req->early_err == IMAPQ_OK || req->early_err == IMAPQ_E_NOPERM;
+		if (valid_token && t->err != IMAPQ_OK) {
 			req->early_err = t->err;
 			req->early_why = t->problem;
 		}
@@ -416,7 +420,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->n_claimed > 0)
 		release_claims(req);
-	unsigned cls_index = req->status >= 100 && req->status < 600 ? req->status / 100 - 1 : 4;
+	unsigned cls_index =
+	    req->status >= 100 && req->status < 600 ? req->status / 100 - 1 : HTTP_CLASS_ABORTED;
 	atomic_fetch_add(&server->counters.requests[req->target.route][cls_index], 1);
 	request_free(req);
 	*con_cls = NULL;

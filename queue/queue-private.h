@@ -157,6 +157,12 @@ void queue_box_forget(struct queue_service *qs, uint32_t id);
 /* The dead-letter mailbox of queue id, created when missing and create is set. */
 imapq_err queue_dead_id(struct queue_service *qs, uint32_t id, bool create, uint32_t *dead_r,
 			uint64_t *lsn_r);
+/* Moves job uid of queue ref, held at modseq, into the queue's dead-letter mailbox (made when
+ * missing), without the queue's keywords or \Deleted. IMAPQ_E_TOOBIG when the queue's name (a
+ * mailbox made over IMAP) leaves no room for the suffix: such a queue cannot dead-letter, and
+ * the callers release the job instead. */
+imapq_err queue_dead_letter(struct queue_service *qs, const struct queue_ref *ref, uint32_t uid,
+			    uint64_t modseq, uint64_t *lsn_r);
 /* Counts a message event against its queue's counters; false when the mailbox is not cached
  * well enough yet (unknown, its claim keyword unknown, or a dead-letter mailbox of an unknown
  * queue). fresh: the cache entry was looked up after the event happened. Caller holds qs->mu. */

@@ -209,6 +209,18 @@ imapq_err queue_dead_id(struct queue_service *qs, uint32_t id, bool create, uint
 	return queue_box_resolve(qs, *dead_r, false, NULL);
 }
 
+imapq_err queue_dead_letter(struct queue_service *qs, const struct queue_ref *ref, uint32_t uid,
+			    uint64_t modseq, uint64_t *lsn_r)
+{
+	uint32_t dead;
+	imapq_err err = queue_dead_id(qs, ref->id, true, &dead, lsn_r);
+	if (err == IMAPQ_OK)
+		err = store_move_if_unchanged(qs->store, ref->id, uid, modseq, dead,
+					      ref->claimed | ref->delayed | STORE_DELETED, NULL,
+					      lsn_r);
+	return err;
+}
+
 void queue_job_from(const struct queue_ref *ref, bool dead, const struct store_message *m,
 		    struct queue_job *job_r)
 {

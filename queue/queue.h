@@ -157,12 +157,25 @@ imapq_err queue_peek(struct queue_service *qs, const char *name, enum queue_stat
 imapq_err queue_requeue_dead(struct queue_service *qs, const char *name, uint32_t id,
 			     uint32_t *moved_r, uint64_t *lsn_r);
 
-/* The change feed: jobs changed after modseq (fn with their current state), and ids removed
- * after it (gone_fn with ranges, a superset as for QRESYNC). */
+/* Ranges of job ids the change feed reports removed. */
 typedef void queue_gone_fn(void *ctx, uint32_t lo, uint32_t hi);
-imapq_err queue_changes(struct queue_service *qs, const char *name, uint64_t since,
-			queue_job_fn *fn, queue_gone_fn *gone_fn, void *ctx,
-			uint64_t *highestmodseq_r);
+
+/* Where a page of the change feed ended (queue_changes_page). */
+struct queue_changes_page {
+	uint64_t highestmodseq; /* the queue's, read before the scans */
+	uint64_t next;		/* the since of the following page */
+	bool more;		/* jobs changed after next remain: ask again at once */
+};
+/* The change feed a page at a time, holding O(limit) jobs whatever the queue holds (queue_feed.c):
+ * fn with the limit (>= 1) jobs changed after since that have the lowest mod-sequences, in
+ * ascending mod-sequence order and current state; then gone_fn with the ids removed after since
+ * and up to page_r->next (ascending ranges, a superset as for QRESYNC). next is the last job's
+ * mod-sequence while more, else (at least) the queue's highest. Following next from page to page
+ * reports every change once: a job that changes again later shows again with its new mod-sequence,
+ * and an id removed after next is left to a later page. */
+imapq_err queue_changes_page(struct queue_service *qs, const char *name, uint64_t since,
+			     uint32_t limit, queue_job_fn *fn, queue_gone_fn *gone_fn, void *ctx,
+			     struct queue_changes_page *page_r);
 
 /* --- Waiting for work (long polls) --- */
 

@@ -80,14 +80,19 @@ imapq_err queue_delete(struct queue_service *qs, const char *name, uint64_t *lsn
 		return err;
 	uint32_t dead = 0;
 	uint64_t lsn = 0;
-	if (queue_dead_id(qs, ref.id, false, &dead, NULL) == IMAPQ_OK) {
+	if (queue_dead_id(qs, ref.id, false, &dead, NULL) != IMAPQ_OK)
+		dead = 0;
+	/* The queue goes first: a lease expiry or nack racing the delete then finds its queue
+	 * gone, where it could otherwise move a job into a dead-letter mailbox made again between
+	 * the two deletes, which a later queue of the name would inherit. */
+	err = store_mailbox_delete(qs->store, name, &lsn);
+	if (err == IMAPQ_OK) {
 		char dname[IMAPQ_MAX_MAILBOX_NAME + 1];
 		snprintf(dname, sizeof dname, "%s%s", name, QUEUE_DEAD_SUFFIX);
 		err = store_mailbox_delete(qs->store, dname, &lsn);
-		if (err != IMAPQ_OK && err != IMAPQ_E_NONEXISTENT)
-			return queue_finish(qs, err, lsn, lsn_r);
+		if (err == IMAPQ_E_NONEXISTENT)
+			err = IMAPQ_OK;
 	}
-	err = store_mailbox_delete(qs->store, name, &lsn);
 	/* Long polls on the queue end now (and find it gone); the service forgets it. */
 	struct queue_event ev = {.kind = QUEUE_EV_WAKE, .box = ref.id};
 	pthread_mutex_lock(&qs->mu);

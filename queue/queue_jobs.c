@@ -239,15 +239,11 @@ imapq_err queue_nack(struct queue_service *qs, const char *name, uint32_t id,
 		return err;
 	uint64_t lsn = 0;
 	if (m.attempts >= st.max_attempts) {
-		uint32_t dead, dst;
-		err = queue_dead_id(qs, ref.id, true, &dead, &lsn);
-		if (err == IMAPQ_OK)
-			err = store_move_if_unchanged(qs->store, ref.id, id, receipt.modseq, dead,
-						      ref.claimed | ref.delayed | STORE_DELETED,
-						      &dst, &lsn);
+		err = queue_dead_letter(qs, &ref, id, receipt.modseq, &lsn);
 		if (err == IMAPQ_OK)
 			queue_count_release(qs, ref.id, false);
-		return queue_finish(qs, err, lsn, lsn_r);
+		if (err != IMAPQ_E_TOOBIG) /* else released below, as the lease's end would */
+			return queue_finish(qs, err, lsn, lsn_r);
 	}
 	struct store_update u = {.op = STORE_FLAGS_REMOVE,
 				 .flags = ref.claimed,

@@ -76,20 +76,21 @@ static void expire_lease(struct queue_service *qs, const struct queue_timer *t)
 	    (m.flags & STORE_DELETED))
 		return;
 	uint64_t lsn;
-	imapq_err err;
+	imapq_err err = IMAPQ_E_TOOBIG;
 	if (m.attempts >= st.max_attempts) {
-		uint32_t dead, dst;
-		err = queue_dead_id(qs, t->box, true, &dead, &lsn);
-		if (err == IMAPQ_OK)
-			err = store_move_if_unchanged(qs->store, t->box, t->uid, t->modseq, dead,
-						      ref.claimed | ref.delayed | STORE_DELETED,
-						      &dst, &lsn);
+		err = queue_dead_letter(qs, &ref, t->uid, t->modseq, &lsn);
 		if (err == IMAPQ_OK) {
 			queue_count_release(qs, t->box, true);
 			log_info(QUEUE_LOG, "mailbox %u job %u dead-lettered after %u attempts",
 				 t->box, t->uid, m.attempts);
+		} else if (err == IMAPQ_E_TOOBIG) {
+			log_warn(QUEUE_LOG,
+				 "mailbox %u job %u used its %u attempts, but the mailbox's name "
+				 "leaves no room for a dead-letter mailbox: released instead",
+				 t->box, t->uid, m.attempts);
 		}
-	} else {
+	}
+	if (err == IMAPQ_E_TOOBIG) {
 		struct store_update u = {.op = STORE_FLAGS_REMOVE,
 					 .flags = ref.claimed,
 					 .unchangedsince = &t->modseq,
@@ -301,6 +302,13 @@ static void scan_queue(struct queue_service *qs, uint32_t id, const struct queue
 {
 	uint64_t now = queue_now_ms();
 	uint32_t uid = 0;
+	/* An ack or a purge that stopped between its \Deleted and its expunge: finish it. */
+	struct store_mailbox_status st;
+	if (ref->claimed != 0 && store_mailbox_status(qs->store, id, &st) == IMAPQ_OK &&
+	    st.deleted > 0) {
+		uint64_t lsn;
+		store_expunge(qs->store, id, NULL, 0, NULL, NULL, &lsn);
+	}
 	/* Claimed jobs: a lease already past restarts from now, so holders get to finish. */
 	while (ref->claimed != 0 && uid < UINT32_MAX && !atomic_load(&qs->stopping)) {
 		struct store_message m;
@@ -310,13 +318,8 @@ static void scan_queue(struct queue_service *qs, uint32_t id, const struct queue
 			break;
 		if (store_message_get(qs->store, id, uid, &m) != IMAPQ_OK)
 			continue;
-		if (m.flags & STORE_DELETED) {
-			/* An ack stopped between its store and its expunge: finish it. */
-			struct uid_range r = {uid, uid};
-			uint64_t lsn;
-			store_expunge(qs->store, id, &r, 1, NULL, NULL, &lsn);
-			continue;
-		}
+		if (m.flags & STORE_DELETED)
+			continue; /* marked since the expunge above: its ack expunges it */
 		bool live = m.due != 0 && (uint64_t)m.due * 1000 > now;
 		put_timer(qs, id, &m, live ? m.due : lease_from_now(qs, id), true);
 	}

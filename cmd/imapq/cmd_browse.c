@@ -181,11 +181,14 @@ static void on_stop_signal(int sig)
 	tail_stop = sig;
 }
 
-/* Prints one page of the change feed and advances since to its highestmodseq. */
-static int print_changes(struct cli *cli, struct api_call *call, char *since, size_t cap)
+/* Prints one page of the change feed and advances since to where the next page starts (its
+ * next, or highestmodseq from a server that does not page); *more_r: another page is waiting. */
+static int print_changes(struct cli *cli, struct api_call *call, char *since, size_t cap,
+			 bool *more_r)
 {
 	const cJSON *root = out_reply_object(call);
 	const cJSON *highest = cJSON_GetObjectItemCaseSensitive(root, "highestmodseq");
+	const cJSON *next = cJSON_GetObjectItemCaseSensitive(root, "next");
 	const cJSON *changed = cJSON_GetObjectItemCaseSensitive(root, "changed");
 	const cJSON *removed = cJSON_GetObjectItemCaseSensitive(root, "removed");
 	if (!cJSON_IsString(highest) || !cJSON_IsArray(changed)) {
@@ -222,7 +225,9 @@ static int print_changes(struct cli *cli, struct api_call *call, char *since, si
 			printf("%s removed %s\n", highest->valuestring, removed->valuestring);
 	}
 	fflush(stdout);
-	snprintf(since, cap, "%s", highest->valuestring);
+	snprintf(since, cap, "%s", cJSON_IsString(next) ? next->valuestring : highest->valuestring);
+	*more_r =
+	    cJSON_IsString(next) && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "more"));
 	return CLI_EXIT_OK;
 }
 
@@ -297,16 +302,17 @@ int cli_cmd_tail(struct cli *cli, int argc, char **argv)
 	status = since[0] ? CLI_EXIT_OK : current_modseq(cli, queue, since, sizeof since);
 	while (status == CLI_EXIT_OK && !tail_stop) {
 		char suffix[64];
-		snprintf(suffix, sizeof suffix, "/changes?since=%s", since);
+		snprintf(suffix, sizeof suffix, "/changes?since=%s&limit=1000", since);
 		struct api_call *call;
 		status = out_queue_request(cli, "GET", queue, suffix, NULL,
 					   IMAPQ_CLI_REQUEST_TIMEOUT_S, &call);
 		if (status != CLI_EXIT_OK)
 			break;
-		status = print_changes(cli, call, since, sizeof since);
+		bool more = false;
+		status = print_changes(cli, call, since, sizeof since, &more);
 		api_call_destroy(&call);
 		struct timespec ts = {(time_t)interval, 0};
-		while (status == CLI_EXIT_OK && !tail_stop && nanosleep(&ts, &ts) != 0 &&
+		while (status == CLI_EXIT_OK && !more && !tail_stop && nanosleep(&ts, &ts) != 0 &&
 		       errno == EINTR)
 			;
 	}

@@ -165,6 +165,8 @@
 #define IMAPQ_HTTP_MAX_CLAIM 100
 /* Jobs one peek lists. */
 #define IMAPQ_HTTP_MAX_PEEK 1000
+/* Jobs one page of the change feed lists: the page and its reply are built in memory. */
+#define IMAPQ_HTTP_MAX_CHANGES 1000
 /* Seconds a claim may long-poll: below common proxy and client timeouts (60 s). */
 #define IMAPQ_HTTP_MAX_WAIT 30
 /* Long polls parked at once: each holds a suspended connection and a queue waiter. */

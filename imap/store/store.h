@@ -244,7 +244,10 @@ struct store_update {
 };
 
 /* store_flags() with queue fields: applies u to each message in ranges with the same rules and
- * outcomes (a message changes when its flags or, with set_due, its due time are written). */
+ * outcomes (a message changes when its flags or, with set_due, its due time are written). A
+ * removal of the claim keyword without set_due from a message that used its mailbox's
+ * max_attempts keeps the keyword and ends the lease now instead, so the queue layer
+ * dead-letters it; with set_due the removal is done as asked. */
 imapq_err store_update(struct store *s, uint32_t id, const struct uid_range *ranges, size_t n,
 		       const struct store_update *u, store_flag_fn *fn, void *ctx, uint64_t *lsn_r);
 
@@ -256,6 +259,14 @@ imapq_err store_update(struct store *s, uint32_t id, const struct uid_range *ran
 imapq_err store_move_if_unchanged(struct store *s, uint32_t src, uint32_t uid,
 				  uint64_t unchangedsince, uint32_t dst, uint64_t clear_flags,
 				  uint32_t *dst_uid_r, uint64_t *lsn_r);
+
+/* The same move for a job that starts over, as requeueing a dead letter needs: the copy has no
+ * flags, no attempts, no due time and the given internal date. It counts against dst's message
+ * limit like any move. The copy and the source's expunge are journaled in that order under one
+ * hold of the lock, so a crash leaves the message in src, in both, or in dst, never in neither. */
+imapq_err store_requeue_if_unchanged(struct store *s, uint32_t src, uint32_t uid,
+				     uint64_t unchangedsince, uint32_t dst, int64_t internaldate,
+				     uint32_t *dst_uid_r, uint64_t *lsn_r);
 
 typedef void store_uid_fn(void *ctx, uint32_t uid);
 /* Removes the messages in ranges (every message when n is 0) that carry \Deleted; fn sees each

@@ -482,21 +482,30 @@ imapq_err store_message_carry(struct store *s, struct mailbox *mb, const struct 
 	return err;
 }
 
+/* How a copy is made: clear_flags (in the source's numbering) are removed from it; with fresh,
+ * it starts over as a new job (no attempts, internal date fresh_date). */
+struct copy_how {
+	uint64_t clear_flags;
+	bool fresh;
+	int64_t fresh_date;
+};
+
 /* Copies the snapshot l into dst, calling fn for each; stops at the first failure. A copy keeps
- * flags (minus clear_flags, in the source's numbering), attempts and internal date; its due time
- * belongs to the source queue's timers and starts cleared. */
+ * flags, attempts and internal date unless how says otherwise; its due time belongs to the
+ * source queue's timers and starts cleared. */
 static imapq_err copy_messages(struct store *s, struct mailbox *dst, const struct msg_list *l,
-			       const unsigned *kmap, uint64_t clear_flags, store_copy_fn *fn,
+			       const unsigned *kmap, const struct copy_how *how, store_copy_fn *fn,
 			       void *ctx, uint32_t *dst_uid_r, uint64_t *lsn_r)
 {
 	for (size_t i = 0; i < l->n; i++) {
 		const struct msg *m = &l->v[i];
-		struct store_rec_message rm = {.id = dst->id,
-					       .uid = dst->uidnext,
-					       .modseq = dst->highestmodseq + 1,
-					       .flags = map_flags(m->flags & ~clear_flags, kmap),
-					       .internaldate = m->internaldate,
-					       .attempts = m->attempts};
+		struct store_rec_message rm = {
+		    .id = dst->id,
+		    .uid = dst->uidnext,
+		    .modseq = dst->highestmodseq + 1,
+		    .flags = map_flags(m->flags & ~how->clear_flags, kmap),
+		    .internaldate = how->fresh ? how->fresh_date : m->internaldate,
+		    .attempts = how->fresh ? 0 : m->attempts};
 		uint64_t loc = 0;
 		struct store_loaded_body lb;
 		imapq_err err = store_body_load(s->journal, m, &lb);
@@ -510,6 +519,8 @@ static imapq_err copy_messages(struct store *s, struct mailbox *dst, const struc
 		copy.uid = rm.uid;
 		copy.modseq = rm.modseq;
 		copy.flags = rm.flags;
+		copy.internaldate = rm.internaldate;
+		copy.attempts = rm.attempts;
 		copy.due = 0;
 		copy.loc = loc;
 		dst->uidnext++;
@@ -530,8 +541,9 @@ static imapq_err copy_messages(struct store *s, struct mailbox *dst, const struc
  * first: a move adds to its destination only (nothing within one mailbox) and never to the
  * store's total. */
 static imapq_err transfer(struct store *s, struct mailbox *from, struct mailbox *to,
-			  const struct msg_list *l, uint64_t clear_flags, bool move, bool exempt,
-			  store_copy_fn *fn, void *ctx, uint32_t *dst_uid_r, uint64_t *lsn_r)
+			  const struct msg_list *l, const struct copy_how *how, bool move,
+			  bool exempt, store_copy_fn *fn, void *ctx, uint32_t *dst_uid_r,
+			  uint64_t *lsn_r)
 {
 	unsigned kmap[IMAPQ_MAX_KEYWORDS] = {0};
 	struct uid_list moved = {0};
@@ -541,9 +553,9 @@ static imapq_err transfer(struct store *s, struct mailbox *from, struct mailbox 
 	else if (!exempt)
 		err = store_quota_check(s, to, move && from == to ? 0 : l->n, move ? 0 : l->n);
 	if (err == IMAPQ_OK)
-		err = map_keywords(s, from, to, l->flags_union & ~clear_flags, kmap, lsn_r);
+		err = map_keywords(s, from, to, l->flags_union & ~how->clear_flags, kmap, lsn_r);
 	if (err == IMAPQ_OK)
-		err = copy_messages(s, to, l, kmap, clear_flags, fn, ctx, dst_uid_r, lsn_r);
+		err = copy_messages(s, to, l, kmap, how, fn, ctx, dst_uid_r, lsn_r);
 	for (size_t i = 0; err == IMAPQ_OK && move && i < l->n; i++)
 		uid_list_push(&moved, l->v[i].uid);
 	if (err == IMAPQ_OK && moved.nomem)
@@ -574,7 +586,8 @@ imapq_err store_copy(struct store *s, uint32_t src, const struct uid_range *rang
 	} else {
 		store_each_in_ranges(from, ranges, n, collect_msg, &l);
 		err = l.nomem ? IMAPQ_E_NOMEM
-			      : transfer(s, from, to, &l, 0, move, false, fn, ctx, NULL, &lsn);
+			      : transfer(s, from, to, &l, &(struct copy_how){0}, move, false, fn,
+					 ctx, NULL, &lsn);
 		store_finish_write(s, to->id);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -582,9 +595,11 @@ imapq_err store_copy(struct store *s, uint32_t src, const struct uid_range *rang
 	return store_done(s, err, lsn, lsn_r);
 }
 
-imapq_err store_move_if_unchanged(struct store *s, uint32_t src, uint32_t uid,
-				  uint64_t unchangedsince, uint32_t dst, uint64_t clear_flags,
-				  uint32_t *dst_uid_r, uint64_t *lsn_r)
+/* Moves message uid of src to dst when its mod-sequence is at most unchangedsince, made as how
+ * says; exempt skips the message limits. */
+static imapq_err move_one(struct store *s, uint32_t src, uint32_t uid, uint64_t unchangedsince,
+			  uint32_t dst, const struct copy_how *how, bool exempt,
+			  uint32_t *dst_uid_r, uint64_t *lsn_r)
 {
 	uint64_t lsn = 0;
 	uint32_t dst_uid = 0;
@@ -602,16 +617,32 @@ imapq_err store_move_if_unchanged(struct store *s, uint32_t src, uint32_t uid,
 	} else {
 		struct msg snapshot = *m;
 		struct msg_list l = {.v = &snapshot, .n = 1, .cap = 1, .flags_union = m->flags};
-		/* Exempt from the limits: it never raises the total, and a lease expiry that
-		 * dead-letters must not fail because the dead-letter mailbox is full. */
-		err =
-		    transfer(s, from, to, &l, clear_flags, true, true, NULL, NULL, &dst_uid, &lsn);
+		err = transfer(s, from, to, &l, how, true, exempt, NULL, NULL, &dst_uid, &lsn);
 		store_finish_write(s, to->id);
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (err == IMAPQ_OK && dst_uid_r)
 		*dst_uid_r = dst_uid;
 	return store_done(s, err, lsn, lsn_r);
+}
+
+imapq_err store_move_if_unchanged(struct store *s, uint32_t src, uint32_t uid,
+				  uint64_t unchangedsince, uint32_t dst, uint64_t clear_flags,
+				  uint32_t *dst_uid_r, uint64_t *lsn_r)
+{
+	/* Exempt from the limits: it never raises the total, and a lease expiry that dead-letters
+	 * must not fail because the dead-letter mailbox is full. */
+	return move_one(s, src, uid, unchangedsince, dst,
+			&(struct copy_how){.clear_flags = clear_flags}, true, dst_uid_r, lsn_r);
+}
+
+imapq_err store_requeue_if_unchanged(struct store *s, uint32_t src, uint32_t uid,
+				     uint64_t unchangedsince, uint32_t dst, int64_t internaldate,
+				     uint32_t *dst_uid_r, uint64_t *lsn_r)
+{
+	const struct copy_how how = {
+	    .clear_flags = UINT64_MAX, .fresh = true, .fresh_date = internaldate};
+	return move_one(s, src, uid, unchangedsince, dst, &how, false, dst_uid_r, lsn_r);
 }
 
 /* --- Queries --- */

@@ -69,9 +69,10 @@ static void plan_update(void *arg, const struct msg *m)
 	}
 	bool gained = (f & p->claim_bit) && !(m->flags & p->claim_bit);
 	bool lost = !(f & p->claim_bit) && (m->flags & p->claim_bit);
-	if (lost && m->attempts >= p->max_attempts) {
-		/* A release after the last attempt must not make the job claimable again: it
-		 * becomes a lease that ended now, and the queue layer dead-letters it. */
+	if (lost && !u->set_due && m->attempts >= p->max_attempts) {
+		/* A release after the last attempt (a worker's -FLAGS) must not make the job
+		 * claimable again: it becomes a lease that ended now, and the queue layer
+		 * dead-letters it. The queue layer's own releases set the due time, and mean it. */
 		it->outcome = STORE_CHANGED;
 		it->m.due = lease_end(0);
 		it->m.modseq = ++p->modseq;

@@ -330,6 +330,30 @@ class Jobs(HttpTestCase):
         self.assertEqual(json.loads(resp.read())["error"]["code"], "too_big")
         conn.close()
 
+    def test_abandoned_long_poll_counts_as_aborted(self):
+        q = self.queue()
+        body = json.dumps({"wait": 20})
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            s.sendall(("POST /v1/queues/%s/claims HTTP/1.1\r\nHost: x\r\n"
+                       "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %d\r\n\r\n%s" % (q, self.token, len(body), body)).encode())
+            time.sleep(0.5)
+        # The server notices the closed connection on its next look: a job wakes the poll.
+        self.enqueue(q, {"wake": 1})
+        pattern = r'(?m)^imapq_http_requests_total\{route="claims",code="aborted"\} (\d+)$'
+        deadline = time.time() + 20
+        while True:
+            text = self.api.call("GET", "/metrics")[2].decode()
+            found = re.search(pattern, text)
+            if found or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertIsNotNone(found, text)
+        self.assertGreaterEqual(int(found.group(1)), 1)
+        self.assertNotRegex(text, r'imapq_http_requests_total\{route="claims",code="5xx"\}')
+        # The job that woke the abandoned poll is still there for the next worker.
+        self.assertEqual(len(self.claim(q, wait=0)), 1)
+
     def test_announced_oversized_body_is_refused_at_once(self):
         q = self.queue()
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:

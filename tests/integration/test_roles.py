@@ -310,6 +310,14 @@ class RolesTest(unittest.TestCase):
             self.assertEqual(status, 403, (method, tail, reply))
         # Creating a queue the consumer may not see: 404, as for any hidden name.
         self.assertEqual(self.http("cons", "PUT", "/v1/queues/other", {})[0], 404)
+        # A target that does not parse is a 400 for a token limited to some queues too; a bad
+        # token still gets 401.
+        for path in ["/v1/queues/jobs2/messages/abc/ack", "/v1/queues/jobs2%2Fdead/claims",
+                     "/v1/queues/jobs2/messages/0/ack"]:
+            status, body = self.http("cons", "POST", path, {"receipt": "1-1"})
+            self.assertEqual(status, 400, (path, body))
+            self.assertEqual(body["error"]["code"], "invalid", (path, body))
+            self.assertEqual(self.http("cons", "POST", path, {}, token="wrong-token")[0], 401)
 
     def test_http_admin(self):
         self.assertEqual(self.http("boss", "PUT", "/v1/queues/tmpq", {"lease": 5})[0], 201)

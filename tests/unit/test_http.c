@@ -1,5 +1,6 @@
 /* Unit tests of the HTTP front's pure parts: routing, percent-decoding, the JSON precheck and
- * strict field readers, receipts and numbers. The served API is tested end to end by
+ * strict field readers, receipts and numbers; and a claim whose job bodies cannot all be read,
+ * through a real server with a journal read seam. The served API is tested end to end by
  * tests/integration/test_http.py. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,9 +8,15 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "http/http-private.h"
+#include "imap/store/journal-private.h"
+#include "tests/unit/queue_fixture.h"
 
 static void test_routes(void **state)
 {
@@ -104,6 +111,83 @@ static void test_json_precheck(void **state)
 	assert_int_equal(http_json_precheck("\"\xe2\x82\xac\"", 5, 8, &why), IMAPQ_OK);
 }
 
+/* Precheck of text (a C string) with room for depth 8. */
+static imapq_err strict(const char *text)
+{
+	const char *why = NULL;
+	imapq_err err = http_json_precheck(text, strlen(text), 8, &why);
+	assert_true(err == IMAPQ_OK || why != NULL);
+	return err;
+}
+
+static void test_json_strict(void **state)
+{
+	(void)state;
+	/* RFC 8259 numbers pass, alone and in every position. */
+	static const char *const good[] = {
+	    "0",
+	    "-0",
+	    "7",
+	    "-12",
+	    "0.5",
+	    "-0.5",
+	    "1e5",
+	    "1E+5",
+	    "1e-05",
+	    "1.25E-3",
+	    "[0,-1,2]",
+	    "{\"a\":0}",
+	    "{\"a\":-1.5e3}",
+	    "[1]",
+	    " \t\r\n1 ",
+	    "[true,false,null]",
+	    "\"01 -.5 \\u00e9\"",
+	    "{\"a\":[{\"b\":1.0}]}",
+	};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		assert_int_equal(strict(good[i]), IMAPQ_OK);
+		cJSON *root = NULL;
+		const char *why = NULL;
+		assert_int_equal(http_json_parse(good[i], strlen(good[i]), &root, &why), IMAPQ_OK);
+		cJSON_Delete(root);
+	}
+	/* What cJSON also takes: numbers outside the grammar, control bytes as whitespace, a
+	 * BOM, and any other byte between tokens. */
+	static const char *const bad[] = {
+	    "01",	  "-01",    "00",	  "1.",		"-.5",	       ".5",
+	    "+1",	  "1e",	    "1e+",	  "1.e5",	"-",	       "1.5.5",
+	    "1e5e5",	  "1.5e",   "{\"a\":01}", "{\"a\":1.}", "{\"a\":-.5}", "[1,-]",
+	    "[1-2]",	  "\x01{}", "{\x1f}",	  "[1,\x0b 2]", "{}\x7f",      "\xef\xbb\xbf{}",
+	    "[\xc2\xa0]", "[1\f]",  "[TRUE]",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		assert_int_equal(strict(bad[i]), IMAPQ_E_INVALID);
+		cJSON *root = NULL;
+		const char *why = NULL;
+		assert_int_equal(http_json_parse(bad[i], strlen(bad[i]), &root, &why),
+				 IMAPQ_E_INVALID);
+		assert_null(root);
+	}
+	/* Letters are left to cJSON, which takes only true, false and null. */
+	cJSON *hex = NULL;
+	const char *why = NULL;
+	assert_int_equal(http_json_parse("0x10", 4, &hex, &why), IMAPQ_E_INVALID);
+	assert_int_equal(http_json_parse("[nul]", 5, &hex, &why), IMAPQ_E_INVALID);
+	assert_null(hex);
+	/* Inputs cJSON alone accepts. */
+	static const char *const lenient[] = {"{\"a\":01}", "\x01{\"b\":-.5,\"c\":1.}",
+					      "\xef\xbb\xbf{\"a\":1}"};
+	for (size_t i = 0; i < sizeof lenient / sizeof lenient[0]; i++) {
+		cJSON *root = cJSON_Parse(lenient[i]);
+		assert_non_null(root);
+		cJSON_Delete(root);
+		assert_int_equal(strict(lenient[i]), IMAPQ_E_INVALID);
+	}
+	/* A number that ends the text is checked to its last byte. */
+	assert_int_equal(http_json_precheck("[1.5", 4, 8, &why), IMAPQ_OK);
+	assert_int_equal(http_json_precheck("1.5", 2, 8, &why), IMAPQ_E_INVALID);
+}
+
 static void test_json_parse_and_fields(void **state)
 {
 	(void)state;
@@ -191,6 +275,132 @@ static void test_receipts_and_numbers(void **state)
 	assert_false(http_content_type_is_json(NULL));
 }
 
+/* --- A claim whose jobs cannot all be read, through a real server on a loopback port --- */
+
+/* Bodies holding this text cannot be read: their journal reads fail with EIO. */
+static const char poison[] = "poisoned-body";
+
+static ssize_t poisoned_pread(int fd, void *buf, size_t len, off_t offset)
+{
+	ssize_t n = pread(fd, buf, len, offset);
+	if (n > 0 && memmem(buf, (size_t)n, poison, sizeof poison - 1) != NULL) {
+		errno = EIO;
+		return -1;
+	}
+	return n;
+}
+
+static imapq_err allow_all(void *ctx, const char *token, enum http_role role, const char *queue,
+			   const struct access **access_r)
+{
+	(void)ctx;
+	(void)token;
+	(void)role;
+	(void)queue;
+	*access_r = NULL;
+	return IMAPQ_OK;
+}
+
+/* Sends a claim of up to 10 jobs of "jobs" to port and returns the status; *body_r is the
+ * parsed reply (NULL when it is not JSON). */
+static unsigned claim_over_http(unsigned port, cJSON **body_r)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	static const char req[] = "POST /v1/queues/jobs/claims HTTP/1.1\r\nHost: t\r\n"
+				  "Authorization: Bearer t\r\nContent-Type: application/json\r\n"
+				  "Content-Length: 10\r\nConnection: close\r\n\r\n{\"max\":10}";
+	assert_int_equal(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+	static char reply[65536];
+	size_t have = 0;
+	ssize_t n;
+	while ((n = read(fd, reply + have, sizeof reply - 1 - have)) > 0)
+		have += (size_t)n;
+	close(fd);
+	reply[have] = '\0';
+	unsigned status = 0;
+	assert_int_equal(sscanf(reply, "HTTP/1.1 %u", &status), 1);
+	const char *body = strstr(reply, "\r\n\r\n");
+	assert_non_null(body);
+	*body_r = cJSON_Parse(body + 4);
+	return status;
+}
+
+/* Ids of the jobs of "jobs" in state, as a bit set (ids below 64). */
+static void collect_id(void *arg, const struct queue_job *job)
+{
+	if (job->id < 64)
+		*(uint64_t *)arg |= 1ull << job->id;
+}
+
+static uint64_t ids_in(struct queue_fixture *f, enum queue_state state)
+{
+	uint64_t ids = 0;
+	assert_int_equal(queue_peek(f->qs, "jobs", state, 64, collect_id, &ids), IMAPQ_OK);
+	return ids;
+}
+
+/* Starts a server on f, claims every job over HTTP with poisoned bodies unreadable. */
+static unsigned claim_poisoned(struct queue_fixture *f, cJSON **body_r)
+{
+	struct http_options ho = {
+	    .qs = f->qs, .store = f->store, .host = "127.0.0.1", .auth = allow_all};
+	struct http_server *server = NULL;
+	assert_int_equal(http_server_create(&ho, &server), IMAPQ_OK);
+	atomic_store(&journal_pread_fn, poisoned_pread);
+	unsigned status = claim_over_http(http_server_port(server), body_r);
+	atomic_store(&journal_pread_fn, pread);
+	http_server_destroy(&server);
+	return status;
+}
+
+/* One unreadable job is left out of the claim's reply and released alone; the others are
+ * answered with 200 and stay claimed. */
+static void test_claim_leaves_out_an_unreadable_job(void **state)
+{
+	struct queue_fixture *f = *state;
+	uint32_t a = put(f, "jobs", "{\"n\":1}", 0);
+	uint32_t bad = put(f, "jobs", poison, 0);
+	uint32_t c = put(f, "jobs", "three", 0);
+	cJSON *body = NULL;
+	assert_int_equal(claim_poisoned(f, &body), 200);
+	assert_non_null(body);
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(body, "messages");
+	assert_int_equal(cJSON_GetArraySize(list), 2);
+	char ida[16], idc[16];
+	snprintf(ida, sizeof ida, "%u", a);
+	snprintf(idc, sizeof idc, "%u", c);
+	assert_string_equal(
+	    cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(list, 0), "id")->valuestring, ida);
+	assert_string_equal(
+	    cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(list, 1), "id")->valuestring, idc);
+	cJSON_Delete(body);
+	assert_true(ids_in(f, QUEUE_READY) == 1ull << bad);
+	assert_true(ids_in(f, QUEUE_CLAIMED) == ((1ull << a) | (1ull << c)));
+}
+
+/* When no claimed job can be read, the claim fails as a whole and every job goes back. */
+static void test_claim_of_only_unreadable_jobs_fails(void **state)
+{
+	struct queue_fixture *f = *state;
+	uint32_t a = put(f, "jobs", poison, 0);
+	uint32_t b = put(f, "jobs", poison, 0);
+	cJSON *body = NULL;
+	assert_int_equal(claim_poisoned(f, &body), 500);
+	assert_non_null(body);
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(
+				cJSON_GetObjectItemCaseSensitive(body, "error"), "code")
+				->valuestring,
+			    "io_error");
+	cJSON_Delete(body);
+	assert_true(ids_in(f, QUEUE_READY) == ((1ull << a) | (1ull << b)));
+	assert_true(ids_in(f, QUEUE_CLAIMED) == 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -198,8 +408,13 @@ int main(void)
 	    cmocka_unit_test(test_methods_and_roles),
 	    cmocka_unit_test(test_percent_decode),
 	    cmocka_unit_test(test_json_precheck),
+	    cmocka_unit_test(test_json_strict),
 	    cmocka_unit_test(test_json_parse_and_fields),
 	    cmocka_unit_test(test_receipts_and_numbers),
+	    cmocka_unit_test_setup_teardown(test_claim_leaves_out_an_unreadable_job,
+					    queue_fixture_setup, queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_claim_of_only_unreadable_jobs_fails,
+					    queue_fixture_setup, queue_fixture_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

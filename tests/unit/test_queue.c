@@ -536,22 +536,39 @@ static void test_changes(void **state)
 	uint32_t a = put(f, "jobs", "a", 0);
 	uint32_t b = put(f, "jobs", "b", 0);
 	struct feed feed = {0};
-	uint64_t hms = 0;
-	assert_int_equal(queue_changes(f->qs, "jobs", 0, feed_job, feed_gone, &feed, &hms),
-			 IMAPQ_OK);
+	struct queue_changes_page page;
+	assert_int_equal(
+	    queue_changes_page(f->qs, "jobs", 0, 100, feed_job, feed_gone, &feed, &page), IMAPQ_OK);
 	assert_int_equal(feed.jobs.n, 2);
 	assert_int_equal(feed.ngone, 0);
-	assert_true(hms > 0);
+	assert_false(page.more);
+	assert_true(page.highestmodseq > 0);
+	assert_true(page.next >= page.highestmodseq);
+
+	/* A page of one: the lower mod-sequence first, then the other. */
+	memset(&feed, 0, sizeof feed);
+	assert_int_equal(queue_changes_page(f->qs, "jobs", 0, 1, feed_job, feed_gone, &feed, &page),
+			 IMAPQ_OK);
+	assert_int_equal(feed.jobs.n, 1);
+	assert_int_equal(feed.jobs.v[0].id, a);
+	assert_true(page.more);
+	memset(&feed, 0, sizeof feed);
+	assert_int_equal(
+	    queue_changes_page(f->qs, "jobs", page.next, 1, feed_job, feed_gone, &feed, &page),
+	    IMAPQ_OK);
+	assert_int_equal(feed.jobs.n, 1);
+	assert_int_equal(feed.jobs.v[0].id, b);
+	uint64_t since = page.next;
 
 	struct queue_job j = claim1(f, 0);
 	assert_int_equal(j.id, a);
 	assert_int_equal(queue_ack(f->qs, "jobs", a, j.receipt, NULL), IMAPQ_OK);
-	uint64_t since = hms;
 	uint32_t c = put(f, "jobs", "c", 0);
 	memset(&feed, 0, sizeof feed);
-	assert_int_equal(queue_changes(f->qs, "jobs", since, feed_job, feed_gone, &feed, &hms),
-			 IMAPQ_OK);
-	assert_true(hms > since);
+	assert_int_equal(
+	    queue_changes_page(f->qs, "jobs", since, 100, feed_job, feed_gone, &feed, &page),
+	    IMAPQ_OK);
+	assert_true(page.next > since);
 	assert_int_equal(feed.jobs.n, 1);
 	assert_int_equal(feed.jobs.v[0].id, c);
 	assert_int_equal(feed.ngone, 1);
@@ -559,11 +576,14 @@ static void test_changes(void **state)
 	assert_false(feed.gone[0].lo <= b && b <= feed.gone[0].hi);
 
 	memset(&feed, 0, sizeof feed);
-	assert_int_equal(queue_changes(f->qs, "jobs", hms, feed_job, feed_gone, &feed, NULL),
-			 IMAPQ_OK);
+	assert_int_equal(
+	    queue_changes_page(f->qs, "jobs", page.next, 100, feed_job, feed_gone, &feed, &page),
+	    IMAPQ_OK);
 	assert_int_equal(feed.jobs.n, 0);
-	assert_int_equal(queue_changes(f->qs, "nope", 0, feed_job, feed_gone, &feed, &hms),
-			 IMAPQ_E_NONEXISTENT);
+	assert_int_equal(feed.ngone, 0);
+	assert_int_equal(
+	    queue_changes_page(f->qs, "nope", 0, 100, feed_job, feed_gone, &feed, &page),
+	    IMAPQ_E_NONEXISTENT);
 }
 
 /* Appends metrics text to a buffer. */

@@ -205,6 +205,38 @@ static void test_restart_keeps_claims(void **state)
 	assert_int_equal(st.expired, 1);
 }
 
+/* An ack and a purge that stopped between their \Deleted and their expunge are finished at the
+ * next start: neither message stays behind to count against the queue. */
+static void test_restart_finishes_stopped_deletes(void **state)
+{
+	struct queue_fixture *f = *state;
+	uint32_t a = put(f, "jobs", "acked", 0);
+	uint32_t b = put(f, "jobs", "purged", 0);
+	uint32_t c = put(f, "jobs", "kept", 0);
+	assert_int_equal(claim1(f, 0).id, a);
+	uint32_t box;
+	assert_int_equal(store_mailbox_find(f->store, "jobs", &box), IMAPQ_OK);
+	struct uid_range r[2] = {{a, a}, {b, b}};
+	assert_int_equal(store_flags(f->store, box, r, 2, STORE_FLAGS_ADD, STORE_DELETED, NULL,
+				     NULL, NULL, NULL),
+			 IMAPQ_OK);
+	queue_fixture_close(f);
+	queue_fixture_open(f);
+	/* The service thread scans after it starts. */
+	struct store_message m;
+	for (int t = 0; t < 500 && store_message_get(f->store, box, b, &m) == IMAPQ_OK; t++)
+		sleep_ms(20);
+	assert_int_equal(store_message_get(f->store, box, a, &m), IMAPQ_E_NOTFOUND);
+	assert_int_equal(store_message_get(f->store, box, b, &m), IMAPQ_E_NOTFOUND);
+	assert_int_equal(store_message_get(f->store, box, c, &m), IMAPQ_OK);
+	struct store_mailbox_status st;
+	assert_int_equal(store_mailbox_status(f->store, box, &st), IMAPQ_OK);
+	assert_int_equal(st.messages, 1);
+	struct queue_stats qs = stats_of(f, "jobs");
+	assert_int_equal(qs.ready, 1);
+	assert_int_equal(qs.claimed, 0);
+}
+
 static void test_restart_with_lapsed_lease(void **state)
 {
 	struct queue_fixture *f = *state;
@@ -310,6 +342,9 @@ int main(void)
 		test_eight_workers_drain, queue_fixture_setup_short_lease, queue_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_restart_keeps_claims, queue_fixture_setup_short_lease, queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_restart_finishes_stopped_deletes,
+					    queue_fixture_setup_short_lease,
+					    queue_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_restart_with_lapsed_lease,
 					    queue_fixture_setup_short_lease,
 					    queue_fixture_teardown),

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "imap/base/limits.h"
 #include "imap/base/log.h"
 #include "queue/queue.h"
 #include "tests/unit/queue_fixture.h"
@@ -118,6 +119,42 @@ static void test_max_attempts_dead_letters(void **state)
 	free(payload);
 }
 
+/* A mailbox made over IMAP whose name leaves no room for "/dead" cannot dead-letter: a job past
+ * its attempts is released when its lease ends, never left claimed. */
+static void test_long_name_releases_instead(void **state)
+{
+	struct queue_fixture *f = *state;
+	char name[IMAPQ_MAX_MAILBOX_NAME - 1];
+	memset(name, 'q', sizeof name - 1);
+	name[sizeof name - 1] = '\0';
+	uint32_t box;
+	unsigned k;
+	assert_int_equal(store_mailbox_create(f->store, name, &box, NULL), IMAPQ_OK);
+	assert_int_equal(store_annotation_set(f->store, box, STORE_SETTING_LEASE, "1", NULL),
+			 IMAPQ_OK);
+	assert_int_equal(store_annotation_set(f->store, box, STORE_SETTING_MAX_ATTEMPTS, "1", NULL),
+			 IMAPQ_OK);
+	assert_int_equal(store_keyword(f->store, box, STORE_CLAIM_KEYWORD, true, &k, NULL),
+			 IMAPQ_OK);
+	uint32_t uid = append_text(f->store, box, 0, "job");
+	struct uid_range r = {uid, uid};
+	assert_int_equal(
+	    store_update(f->store, box, &r, 1,
+			 &(struct store_update){.op = STORE_FLAGS_ADD, .flags = STORE_KEYWORD(k)},
+			 NULL, NULL, NULL),
+	    IMAPQ_OK);
+	struct store_message m;
+	for (int t = 0; t < 250; t++) {
+		assert_int_equal(store_message_get(f->store, box, uid, &m), IMAPQ_OK);
+		if (!(m.flags & STORE_KEYWORD(k)))
+			break;
+		sleep_ms(20);
+	}
+	assert_int_equal(m.flags & STORE_KEYWORD(k), 0);
+	assert_int_equal(m.attempts, 1);
+	assert_int_equal(m.due, 0);
+}
+
 static void test_delays(void **state)
 {
 	struct queue_fixture *f = *state;
@@ -189,6 +226,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_extend_keeps_the_job, queue_fixture_setup_short_lease, queue_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_max_attempts_dead_letters,
+					    queue_fixture_setup_short_lease,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_long_name_releases_instead,
 					    queue_fixture_setup_short_lease,
 					    queue_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_delays, queue_fixture_setup_short_lease,

@@ -14,6 +14,7 @@
 
 #include "imap/store/msgtable.h"
 #include "imap/store/store.h"
+#include "tests/unit/journal_files.h"
 #include "tests/unit/queue_fixture.h"
 
 /* Rounds of the claim race. */
@@ -517,6 +518,116 @@ static void test_move_if_unchanged(void **state)
 			 IMAPQ_E_NOTFOUND);
 }
 
+/* Requeue: the copy starts over (no flags, attempts or due time, the given date), counts against
+ * its queue's limit, and survives a restart. */
+static void test_requeue_if_unchanged(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t dead;
+	assert_int_equal(store_mailbox_create(f->s, "q/dead", &dead, NULL), IMAPQ_OK);
+	uint32_t uid = append_text(f->s, dead, STORE_SEEN | keyword_bit(f->s, dead, "$Tag"), "job");
+	uint64_t claimed = keyword_bit(f->s, dead, STORE_CLAIM_KEYWORD);
+	assert_int_equal(
+	    update(f->s, dead, uid, &(struct store_update){.op = STORE_FLAGS_ADD, .flags = claimed})
+		.outcome,
+	    STORE_CHANGED);
+	struct store_message m = get(f->s, dead, uid);
+	assert_int_equal(m.attempts, 1);
+
+	uint32_t dst_uid = 0;
+	assert_int_equal(store_requeue_if_unchanged(f->s, dead, uid, m.modseq - 1, f->q, 1800000000,
+						    &dst_uid, NULL),
+			 IMAPQ_E_MODIFIED);
+	assert_int_equal(get(f->s, dead, uid).modseq, m.modseq);
+
+	/* A full queue refuses it and keeps the letter. */
+	assert_int_equal(store_annotation_set(f->s, f->q, STORE_SETTING_MAX_MESSAGES, "1", NULL),
+			 IMAPQ_OK);
+	append_text(f->s, f->q, 0, "other");
+	assert_int_equal(
+	    store_requeue_if_unchanged(f->s, dead, uid, m.modseq, f->q, 1800000000, NULL, NULL),
+	    IMAPQ_E_OVERQUOTA);
+	assert_int_equal(get(f->s, dead, uid).modseq, m.modseq);
+	assert_int_equal(store_annotation_set(f->s, f->q, STORE_SETTING_MAX_MESSAGES, "10", NULL),
+			 IMAPQ_OK);
+
+	uint64_t lsn = 0;
+	assert_int_equal(
+	    store_requeue_if_unchanged(f->s, dead, uid, m.modseq, f->q, 1800000000, &dst_uid, &lsn),
+	    IMAPQ_OK);
+	assert_int_equal(store_wait(f->s, lsn), IMAPQ_OK);
+	assert_int_equal(store_message_get(f->s, dead, uid, &m), IMAPQ_E_NOTFOUND);
+	for (int pass = 0; pass < 2; pass++) {
+		struct store_message j = get(f->s, f->q, dst_uid);
+		assert_int_equal(j.flags, 0);
+		assert_int_equal(j.attempts, 0);
+		assert_int_equal(j.due, 0);
+		assert_int_equal(j.internaldate, 1800000000);
+		char buf[8];
+		size_t got;
+		assert_int_equal(store_body_read(f->s, f->q, dst_uid, 0, buf, sizeof buf, &got),
+				 IMAPQ_OK);
+		assert_int_equal(got, 3);
+		assert_memory_equal(buf, "job", 3);
+		reopen(f);
+	}
+	assert_int_equal(
+	    store_requeue_if_unchanged(f->s, dead, uid, UINT64_MAX, f->q, 0, NULL, NULL),
+	    IMAPQ_E_NOTFOUND);
+}
+
+/* A crash at any byte of a requeue's records leaves the letter, the job, or both: never neither,
+ * and never a job with the letter's attempts. */
+static void test_requeue_crash_at_any_byte(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t dead;
+	assert_int_equal(store_mailbox_create(f->s, "q/dead", &dead, NULL), IMAPQ_OK);
+	uint32_t uid = append_text(f->s, dead, 0, "letter");
+	uint64_t claimed = keyword_bit(f->s, dead, STORE_CLAIM_KEYWORD);
+	struct uid_range r = {uid, uid};
+	uint64_t before = 0, after = 0;
+	assert_int_equal(
+	    store_update(f->s, dead, &r, 1,
+			 &(struct store_update){.op = STORE_FLAGS_ADD, .flags = claimed}, NULL,
+			 NULL, &before),
+	    IMAPQ_OK);
+	assert_int_equal(
+	    store_requeue_if_unchanged(f->s, dead, uid, UINT64_MAX, f->q, 1800000000, NULL, &after),
+	    IMAPQ_OK);
+	assert_true(after > before);
+	store_close(&f->s);
+
+	/* One fresh store holds one segment, which starts at LSN 0: an LSN is a file offset. Cut
+	 * its preallocated rest first, so each copy below is small. */
+	char seg[512];
+	newest_segment(f->dir, seg, sizeof seg);
+	assert_int_equal(truncate(seg, (off_t)after), 0);
+	unsigned letter_only = 0, both = 0, job_only = 0;
+	for (uint64_t cut = before; cut <= after; cut++) {
+		char dir[TMPDIR_LEN];
+		struct store *s = NULL;
+		struct store_message m;
+		copy_tree(f->dir, dir);
+		newest_segment(dir, seg, sizeof seg);
+		assert_int_equal(truncate(seg, (off_t)cut), 0);
+		fixture_store_reopen(dir, JOURNAL_FSYNC_OFF, f->segment, &s);
+		bool has_letter = store_message_get(s, dead, uid, &m) == IMAPQ_OK;
+		bool has_job = store_message_get(s, f->q, 1, &m) == IMAPQ_OK;
+		if (has_job)
+			assert_int_equal(m.attempts, 0);
+		assert_true(has_letter || has_job);
+		letter_only += has_letter && !has_job;
+		both += has_letter && has_job;
+		job_only += has_job && !has_letter;
+		fixture_store_remove(dir, &s);
+	}
+	/* Until the copy is whole only the letter; then both until the expunge is; then the job. */
+	assert_true(letter_only > 0 && both > 0);
+	assert_int_equal(job_only, 1);
+	reopen(f);
+}
+
 static void test_copy_keeps_attempts(void **state)
 {
 	struct fixture *f = *state;
@@ -737,6 +848,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_settings_survive_checkpoints, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_move_if_unchanged, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_requeue_if_unchanged, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_requeue_crash_at_any_byte, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_copy_keeps_attempts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_message_hook, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_replay_restores_fields, setup, teardown),
