@@ -322,23 +322,26 @@ imapq_err http_job_to_json(struct http_request *req, const struct queue_job *job
 	if (obj == NULL)
 		return IMAPQ_E_NOMEM;
 	cJSON_AddItemToArray(array, obj);
-	http_json_add_u64_string(obj, "id", job->id);
+	/* Every field or none: a job sent without its receipt could never be acked. */
+	bool ok = http_json_add_u64_string(obj, "id", job->id);
 	/* The state names are constants: referenced, not copied. */
-	http_json_put(obj, "state", cJSON_CreateStringReference(state_name(job->state)));
+	ok &= http_json_put(obj, "state", cJSON_CreateStringReference(state_name(job->state)));
 	if (job->state == QUEUE_CLAIMED) {
 		http_receipt_format(job->receipt, text, sizeof text);
-		http_json_add_string(obj, "receipt", text);
+		ok &= http_json_add_string(obj, "receipt", text);
 	}
-	http_json_add_u64_string(obj, "modseq", job->receipt.modseq);
-	http_json_add_uint(obj, "attempts", job->attempts);
+	ok &= http_json_add_u64_string(obj, "modseq", job->receipt.modseq);
+	ok &= http_json_add_uint(obj, "attempts", job->attempts);
 	http_time_format(job->enqueued_at, text, sizeof text);
-	http_json_add_string(obj, "enqueued_at", text);
+	ok &= http_json_add_string(obj, "enqueued_at", text);
 	if (job->due != 0 && (job->state == QUEUE_CLAIMED || job->state == QUEUE_DELAYED)) {
 		http_time_format(job->due, text, sizeof text);
-		http_json_add_string(
+		ok &= http_json_add_string(
 		    obj, job->state == QUEUE_CLAIMED ? "lease_until" : "not_before", text);
 	}
-	http_json_add_uint(obj, "size", job->size);
+	ok &= http_json_add_uint(obj, "size", job->size);
+	if (!ok)
+		return IMAPQ_E_NOMEM;
 	if (!with_body)
 		return IMAPQ_OK;
 	char *payload = NULL;
@@ -354,8 +357,9 @@ imapq_err http_job_to_json(struct http_request *req, const struct queue_job *job
 		return IMAPQ_E_NOMEM;
 	}
 	terminated[len] = '\0';
-	http_json_add_string(obj, "content_type", ctype[0] ? ctype : "text/plain");
-	err = add_body(obj, terminated, len, ctype);
+	err = http_json_add_string(obj, "content_type", ctype[0] ? ctype : "text/plain")
+		  ? add_body(obj, terminated, len, ctype)
+		  : IMAPQ_E_NOMEM;
 	free(terminated);
 	return err;
 }
