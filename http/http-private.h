@@ -293,10 +293,17 @@ enum MHD_Result http_handle_changes(struct http_request *req);
 enum MHD_Result http_handle_healthz(struct http_request *req);
 enum MHD_Result http_handle_metrics(struct http_request *req);
 
+/* What a job's reply object carries of its body. */
+enum http_job_body {
+	HTTP_JOB_NO_BODY,
+	HTTP_JOB_BODY,		   /* the body, or the job fails: a claim must deliver it */
+	HTTP_JOB_BODY_IF_READABLE, /* the body, or "body_error" naming why it cannot be read */
+};
+
 /* Adds a job's reply object (id, receipt, attempts, times, content type and body) to array;
  * reads the body through the queue layer. */
-imapq_err http_job_to_json(struct http_request *req, const struct queue_job *job, bool with_body,
-			   cJSON *array);
+imapq_err http_job_to_json(struct http_request *req, const struct queue_job *job,
+			   enum http_job_body body, cJSON *array);
 
 /* --- Durable replies (http_durable.c) --- */
 

@@ -314,8 +314,8 @@ static const char *state_name(enum queue_state s)
 	return "unknown";
 }
 
-imapq_err http_job_to_json(struct http_request *req, const struct queue_job *job, bool with_body,
-			   cJSON *array)
+imapq_err http_job_to_json(struct http_request *req, const struct queue_job *job,
+			   enum http_job_body body, cJSON *array)
 {
 	char text[48];
 	cJSON *obj = cJSON_CreateObject();
@@ -342,13 +342,20 @@ imapq_err http_job_to_json(struct http_request *req, const struct queue_job *job
 	ok &= http_json_add_uint(obj, "size", job->size);
 	if (!ok)
 		return IMAPQ_E_NOMEM;
-	if (!with_body)
+	if (body == HTTP_JOB_NO_BODY)
 		return IMAPQ_OK;
 	char *payload = NULL;
 	size_t len = 0;
 	char ctype[CONTENT_TYPE_MAX + 1] = "";
 	imapq_err err = queue_job_payload(req->server->opts.qs, req->target.queue, job->state,
 					  job->id, &payload, &len, ctype, sizeof ctype);
+	if (err != IMAPQ_OK && err != IMAPQ_E_NOMEM && err != IMAPQ_E_NOTFOUND &&
+	    body == HTTP_JOB_BODY_IF_READABLE) {
+		log_warn("http", "peek of %s: job %u's body cannot be read: %s", req->target.queue,
+			 job->id, imapq_err_message(err));
+		return http_json_add_string(obj, "body_error", imapq_err_name(err)) ? IMAPQ_OK
+										    : IMAPQ_E_NOMEM;
+	}
 	if (err != IMAPQ_OK)
 		return err;
 	char *terminated = realloc(payload, len + 1);
@@ -373,7 +380,7 @@ static enum MHD_Result claim_reply(struct http_request *req, struct queue_job *j
 	bool built = err == IMAPQ_OK;
 	uint32_t kept = 0;
 	for (uint32_t i = 0; i < n && err == IMAPQ_OK; i++) {
-		imapq_err job_err = http_job_to_json(req, &jobs[i], true, list);
+		imapq_err job_err = http_job_to_json(req, &jobs[i], HTTP_JOB_BODY, list);
 		if (job_err == IMAPQ_OK) {
 			jobs[kept++] = jobs[i];
 			continue;
@@ -651,9 +658,11 @@ enum MHD_Result http_handle_peek(struct http_request *req)
 	http_after_visible(req);
 	cJSON *root = cJSON_CreateObject();
 	cJSON *list = cJSON_AddArrayToObject(root, "messages");
-	bool with_body = body != NULL && strcmp(body, "true") == 0;
+	enum http_job_body what = body != NULL && strcmp(body, "true") == 0
+				      ? HTTP_JOB_BODY_IF_READABLE
+				      : HTTP_JOB_NO_BODY;
 	for (uint32_t i = 0; i < ctx.n && err == IMAPQ_OK && list != NULL; i++) {
-		err = http_job_to_json(req, &ctx.jobs[i], with_body, list);
+		err = http_job_to_json(req, &ctx.jobs[i], what, list);
 		if (err == IMAPQ_E_NOTFOUND)
 			err = IMAPQ_OK; /* gone since the listing: the body is no longer there */
 	}

@@ -256,7 +256,7 @@ static cJSON *changes_json(struct http_request *req, struct changes_ctx *c,
 	if (list == NULL)
 		goto fail;
 	for (size_t i = 0; i < c->n; i++) {
-		if (http_job_to_json(req, &c->jobs[i], false, list) != IMAPQ_OK)
+		if (http_job_to_json(req, &c->jobs[i], HTTP_JOB_NO_BODY, list) != IMAPQ_OK)
 			goto fail;
 	}
 	buf_append(&c->removed, "", 1);

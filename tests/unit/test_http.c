@@ -174,6 +174,15 @@ static void test_json_strict(void **state)
 	assert_int_equal(http_json_parse("0x10", 4, &hex, &why), IMAPQ_E_INVALID);
 	assert_int_equal(http_json_parse("[nul]", 5, &hex, &why), IMAPQ_E_INVALID);
 	assert_null(hex);
+	/* Long numbers pass whole. */
+	char num[101];
+	memset(num, '1', 100);
+	num[100] = '\0';
+	cJSON *n = NULL;
+	const char *nwhy = NULL;
+	assert_int_equal(http_json_parse(num, 100, &n, &nwhy), IMAPQ_OK);
+	assert_true(cJSON_IsNumber(n));
+	cJSON_Delete(n);
 	/* Inputs cJSON alone accepts. */
 	static const char *const lenient[] = {"{\"a\":01}", "\x01{\"b\":-.5,\"c\":1.}",
 					      "\xef\xbb\xbf{\"a\":1}"};
@@ -301,9 +310,18 @@ static imapq_err allow_all(void *ctx, const char *token, enum http_role role, co
 	return IMAPQ_OK;
 }
 
-/* Sends a claim of up to 10 jobs of "jobs" to port and returns the status; *body_r is the
- * parsed reply (NULL when it is not JSON). */
-static unsigned claim_over_http(unsigned port, cJSON **body_r)
+/* A claim of up to 10 jobs of "jobs", and a peek at its ready jobs with their bodies. */
+static const char claim_request[] =
+    "POST /v1/queues/jobs/claims HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer t\r\n"
+    "Content-Type: application/json\r\nContent-Length: 10\r\nConnection: close\r\n\r\n"
+    "{\"max\":10}";
+static const char peek_request[] =
+    "GET /v1/queues/jobs/messages?state=ready&body=true HTTP/1.1\r\nHost: t\r\n"
+    "Authorization: Bearer t\r\nConnection: close\r\n\r\n";
+
+/* Sends req to port and returns the status; *body_r is the parsed reply (NULL when it is not
+ * JSON). */
+static unsigned send_over_http(unsigned port, const char *req, cJSON **body_r)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	assert_true(fd >= 0);
@@ -311,10 +329,7 @@ static unsigned claim_over_http(unsigned port, cJSON **body_r)
 				 .sin_port = htons((uint16_t)port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-	static const char req[] = "POST /v1/queues/jobs/claims HTTP/1.1\r\nHost: t\r\n"
-				  "Authorization: Bearer t\r\nContent-Type: application/json\r\n"
-				  "Content-Length: 10\r\nConnection: close\r\n\r\n{\"max\":10}";
-	assert_int_equal(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+	assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
 	static char reply[65536];
 	size_t have = 0;
 	ssize_t n;
@@ -344,15 +359,15 @@ static uint64_t ids_in(struct queue_fixture *f, enum queue_state state)
 	return ids;
 }
 
-/* Starts a server on f, claims every job over HTTP with poisoned bodies unreadable. */
-static unsigned claim_poisoned(struct queue_fixture *f, cJSON **body_r)
+/* Starts a server on f and sends req with poisoned bodies unreadable. */
+static unsigned send_poisoned(struct queue_fixture *f, const char *req, cJSON **body_r)
 {
 	struct http_options ho = {
 	    .qs = f->qs, .store = f->store, .host = "127.0.0.1", .auth = allow_all};
 	struct http_server *server = NULL;
 	assert_int_equal(http_server_create(&ho, &server), IMAPQ_OK);
 	atomic_store(&journal_pread_fn, poisoned_pread);
-	unsigned status = claim_over_http(http_server_port(server), body_r);
+	unsigned status = send_over_http(http_server_port(server), req, body_r);
 	atomic_store(&journal_pread_fn, pread);
 	http_server_destroy(&server);
 	return status;
@@ -367,7 +382,7 @@ static void test_claim_leaves_out_an_unreadable_job(void **state)
 	uint32_t bad = put(f, "jobs", poison, 0);
 	uint32_t c = put(f, "jobs", "three", 0);
 	cJSON *body = NULL;
-	assert_int_equal(claim_poisoned(f, &body), 200);
+	assert_int_equal(send_poisoned(f, claim_request, &body), 200);
 	assert_non_null(body);
 	const cJSON *list = cJSON_GetObjectItemCaseSensitive(body, "messages");
 	assert_int_equal(cJSON_GetArraySize(list), 2);
@@ -390,7 +405,7 @@ static void test_claim_of_only_unreadable_jobs_fails(void **state)
 	uint32_t a = put(f, "jobs", poison, 0);
 	uint32_t b = put(f, "jobs", poison, 0);
 	cJSON *body = NULL;
-	assert_int_equal(claim_poisoned(f, &body), 500);
+	assert_int_equal(send_poisoned(f, claim_request, &body), 500);
 	assert_non_null(body);
 	assert_string_equal(cJSON_GetObjectItemCaseSensitive(
 				cJSON_GetObjectItemCaseSensitive(body, "error"), "code")
@@ -399,6 +414,26 @@ static void test_claim_of_only_unreadable_jobs_fails(void **state)
 	cJSON_Delete(body);
 	assert_true(ids_in(f, QUEUE_READY) == ((1ull << a) | (1ull << b)));
 	assert_true(ids_in(f, QUEUE_CLAIMED) == 0);
+}
+
+/* A peek shows a job whose body cannot be read, with body_error instead of its body. */
+static void test_peek_shows_an_unreadable_job(void **state)
+{
+	struct queue_fixture *f = *state;
+	put(f, "jobs", "one", 0);
+	put(f, "jobs", poison, 0);
+	cJSON *body = NULL;
+	assert_int_equal(send_poisoned(f, peek_request, &body), 200);
+	assert_non_null(body);
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(body, "messages");
+	assert_int_equal(cJSON_GetArraySize(list), 2);
+	const cJSON *good = cJSON_GetArrayItem(list, 0), *bad = cJSON_GetArrayItem(list, 1);
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(good, "body")->valuestring, "one");
+	assert_null(cJSON_GetObjectItemCaseSensitive(good, "body_error"));
+	assert_null(cJSON_GetObjectItemCaseSensitive(bad, "body"));
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(bad, "body_error")->valuestring,
+			    "io_error");
+	cJSON_Delete(body);
 }
 
 int main(void)
@@ -415,6 +450,8 @@ int main(void)
 					    queue_fixture_setup, queue_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_claim_of_only_unreadable_jobs_fails,
 					    queue_fixture_setup, queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_peek_shows_an_unreadable_job, queue_fixture_setup,
+					    queue_fixture_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
