@@ -276,7 +276,7 @@ void http_after_visible(struct http_request *req);
 const char *http_query(struct http_request *req, const char *key, char *buf, size_t cap,
 		       bool *bad_r);
 /* Reads ?limit= as a count in 1..max into *limit_r, def when absent; false when it is malformed
- * or out of range (http_queues.c). */
+ * or out of range. */
 bool http_query_limit(struct http_request *req, uint32_t def, uint32_t max, uint32_t *limit_r);
 
 /* --- Handlers (http_jobs.c, http_queues.c, http_metrics.c) --- */

@@ -271,18 +271,6 @@ fail:
 	return NULL;
 }
 
-bool http_query_limit(struct http_request *req, uint32_t def, uint32_t max, uint32_t *limit_r)
-{
-	char text[16];
-	bool bad = false;
-	uint64_t limit = def;
-	const char *s = http_query(req, "limit", text, sizeof text, &bad);
-	if (bad || (s != NULL && !http_parse_u64(s, 1, max, &limit)))
-		return false;
-	*limit_r = (uint32_t)limit;
-	return true;
-}
-
 enum MHD_Result http_handle_changes(struct http_request *req)
 {
 	char text[32];

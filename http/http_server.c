@@ -152,6 +152,18 @@ const char *http_query(struct http_request *req, const char *key, char *buf, siz
 	return buf;
 }
 
+bool http_query_limit(struct http_request *req, uint32_t def, uint32_t max, uint32_t *limit_r)
+{
+	char text[16];
+	bool bad = false;
+	uint64_t limit = def;
+	const char *s = http_query(req, "limit", text, sizeof text, &bad);
+	if (bad || (s != NULL && !http_parse_u64(s, 1, max, &limit)))
+		return false;
+	*limit_r = (uint32_t)limit;
+	return true;
+}
+
 /* --- Requests --- */
 
 /* libmicrohttpd hands the URL over undecoded: the router decodes each path segment by itself so
