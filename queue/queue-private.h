@@ -78,6 +78,7 @@ struct queue_event {
 	bool has_before, has_after;
 	bool counted;  /* the counters already include it */
 	bool by_timer; /* made by the service's own thread (lease expiry and the like) */
+	uint32_t at;   /* seconds since the epoch when the store made the change */
 	struct store_message before, after;
 };
 
@@ -86,6 +87,8 @@ struct queue_timer {
 	uint32_t box, uid;
 	uint32_t due;	 /* seconds since the epoch */
 	bool claimed;	 /* a lease end; otherwise a delay end */
+	bool released;	 /* a lease the engine ended at a worker's release on the last attempt:
+			    counted as a nack when it happened, so its end counts no expiry */
 	uint64_t modseq; /* the job's mod-sequence when its due time was recorded */
 	size_t heap_index;
 	struct queue_timer *hash_next;
@@ -167,6 +170,9 @@ imapq_err queue_dead_letter(struct queue_service *qs, const struct queue_ref *re
  * well enough yet (unknown, its claim keyword unknown, or a dead-letter mailbox of an unknown
  * queue). fresh: the cache entry was looked up after the event happened. Caller holds qs->mu. */
 bool queue_event_count(struct queue_service *qs, const struct queue_event *ev, bool fresh);
+/* Whether ev is a worker's release on its last attempt, which the engine turns into a lease that
+ * ends at once (docs/store.md): still claimed, its due time moved to the moment of the change. */
+bool queue_event_is_last_release(const struct queue_event *ev, uint64_t claimed);
 /* Counts a release that dead-lettered its job (the hook sees only a move): a lease that ran
  * out when expired, else a worker's nack. */
 void queue_count_release(struct queue_service *qs, uint32_t id, bool expired);
@@ -202,7 +208,7 @@ void queue_sweep_schedule(struct queue_service *qs, uint64_t at_ms);
 struct queue_timer *queue_timer_set_find(struct queue_timer_set *ts, uint32_t box, uint32_t uid);
 /* Adds or moves the timer of (box, uid); false when memory runs out. */
 bool queue_timer_set_put(struct queue_timer_set *ts, uint32_t box, uint32_t uid, uint32_t due,
-			 bool claimed, uint64_t modseq);
+			 bool claimed, bool released, uint64_t modseq);
 void queue_timer_set_remove(struct queue_timer_set *ts, struct queue_timer *t);
 /* The timer due first, or NULL. */
 struct queue_timer *queue_timer_set_first(const struct queue_timer_set *ts);

@@ -287,8 +287,19 @@ bool queue_event_count(struct queue_service *qs, const struct queue_event *ev, b
 			c->expired++;
 		else
 			c->nacks++;
+	} else if (queue_event_is_last_release(ev, cl)) {
+		c->nacks++;
 	}
 	return true;
+}
+
+bool queue_event_is_last_release(const struct queue_event *ev, uint64_t claimed)
+{
+	/* A renewal's due time lies at least a second past its change; this one's is the change's
+	 * own second. */
+	return ev->has_before && ev->has_after && (ev->before.flags & claimed) &&
+	       (ev->after.flags & claimed) && !(ev->after.flags & STORE_DELETED) &&
+	       ev->after.due != 0 && ev->after.due <= ev->at && ev->after.due != ev->before.due;
 }
 
 void queue_count_release(struct queue_service *qs, uint32_t id, bool expired)
@@ -321,7 +332,8 @@ static void message_hook(void *arg, uint32_t id, const struct store_message *bef
 				 .box = id,
 				 .has_before = before != NULL,
 				 .has_after = after != NULL,
-				 .by_timer = service_of_thread == qs};
+				 .by_timer = service_of_thread == qs,
+				 .at = (uint32_t)(queue_now_ms() / 1000)};
 	if (before != NULL)
 		ev.before = *before;
 	if (after != NULL)

@@ -88,13 +88,14 @@ struct queue_timer *queue_timer_set_find(struct queue_timer_set *ts, uint32_t bo
 }
 
 bool queue_timer_set_put(struct queue_timer_set *ts, uint32_t box, uint32_t uid, uint32_t due,
-			 bool claimed, uint64_t modseq)
+			 bool claimed, bool released, uint64_t modseq)
 {
 	struct queue_timer *t = queue_timer_set_find(ts, box, uid);
 	if (t != NULL) {
 		uint32_t old = t->due;
 		t->due = due;
 		t->claimed = claimed;
+		t->released = released;
 		t->modseq = modseq;
 		if (due < old)
 			heap_up(ts, t->heap_index);
@@ -109,8 +110,12 @@ bool queue_timer_set_put(struct queue_timer_set *ts, uint32_t box, uint32_t uid,
 	t = malloc(sizeof *t);
 	if (t == NULL)
 		return false;
-	*t = (struct queue_timer){
-	    .box = box, .uid = uid, .due = due, .claimed = claimed, .modseq = modseq};
+	*t = (struct queue_timer){.box = box,
+				  .uid = uid,
+				  .due = due,
+				  .claimed = claimed,
+				  .released = released,
+				  .modseq = modseq};
 	size_t h = hash_of(box, uid, ts->nbuckets);
 	t->hash_next = ts->buckets[h];
 	ts->buckets[h] = t;

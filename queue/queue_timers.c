@@ -57,7 +57,7 @@ static void retry_later(struct queue_service *qs, const struct queue_timer *t, i
 	log_warn(QUEUE_LOG, "mailbox %u uid %u: timer action failed (%s); retrying", t->box, t->uid,
 		 imapq_err_message(err));
 	if (!queue_timer_set_put(&qs->timers, t->box, t->uid, queue_due_in(QUEUE_RETRY_S),
-				 t->claimed, t->modseq))
+				 t->claimed, t->released, t->modseq))
 		log_error(QUEUE_LOG, "out of memory: mailbox %u uid %u loses its timer", t->box,
 			  t->uid);
 }
@@ -80,7 +80,8 @@ static void expire_lease(struct queue_service *qs, const struct queue_timer *t)
 	if (m.attempts >= st.max_attempts) {
 		err = queue_dead_letter(qs, &ref, t->uid, t->modseq, &lsn);
 		if (err == IMAPQ_OK) {
-			queue_count_release(qs, t->box, true);
+			if (!t->released)
+				queue_count_release(qs, t->box, true);
 			log_info(QUEUE_LOG, "mailbox %u job %u dead-lettered after %u attempts",
 				 t->box, t->uid, m.attempts);
 		} else if (err == IMAPQ_E_TOOBIG) {
@@ -156,9 +157,9 @@ static uint32_t lease_from_now(struct queue_service *qs, uint32_t id)
 
 /* Sets or moves the timer of a job. */
 static void put_timer(struct queue_service *qs, uint32_t id, const struct store_message *m,
-		      uint32_t due, bool claimed)
+		      uint32_t due, bool claimed, bool released)
 {
-	if (!queue_timer_set_put(&qs->timers, id, m->uid, due, claimed, m->modseq))
+	if (!queue_timer_set_put(&qs->timers, id, m->uid, due, claimed, released, m->modseq))
 		log_error(QUEUE_LOG, "out of memory: mailbox %u uid %u loses its timer", id,
 			  m->uid);
 }
@@ -220,12 +221,13 @@ static void handle_message(struct queue_service *qs, struct queue_event *ev)
 	if (t != NULL && t->modseq > m->modseq)
 		return; /* the startup scan already saw a newer state */
 	if (ref.claimed != 0 && (m->flags & ref.claimed) && !(m->flags & STORE_DELETED)) {
-		put_timer(qs, ev->box, m, m->due ? m->due : lease_from_now(qs, ev->box), true);
+		put_timer(qs, ev->box, m, m->due ? m->due : lease_from_now(qs, ev->box), true,
+			  queue_event_is_last_release(ev, ref.claimed));
 		return;
 	}
 	if (ref.delayed != 0 && (m->flags & ref.delayed) && !(m->flags & STORE_DELETED)) {
 		put_timer(qs, ev->box, m, m->due ? m->due : queue_due_in(QUEUE_UNTIMED_DELAY_S),
-			  false);
+			  false, false);
 		return;
 	}
 	if (t != NULL)
@@ -321,7 +323,7 @@ static void scan_queue(struct queue_service *qs, uint32_t id, const struct queue
 		if (m.flags & STORE_DELETED)
 			continue; /* marked since the expunge above: its ack expunges it */
 		bool live = m.due != 0 && (uint64_t)m.due * 1000 > now;
-		put_timer(qs, id, &m, live ? m.due : lease_from_now(qs, id), true);
+		put_timer(qs, id, &m, live ? m.due : lease_from_now(qs, id), true, false);
 	}
 	uid = 0;
 	uint64_t mask = queue_ready_mask(ref);
@@ -332,7 +334,7 @@ static void scan_queue(struct queue_service *qs, uint32_t id, const struct queue
 		    uid == 0)
 			break;
 		if (store_message_get(qs->store, id, uid, &m) == IMAPQ_OK)
-			put_timer(qs, id, &m, m.due ? m.due : (uint32_t)(now / 1000), false);
+			put_timer(qs, id, &m, m.due ? m.due : (uint32_t)(now / 1000), false, false);
 	}
 }
 

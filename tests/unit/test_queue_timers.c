@@ -119,6 +119,40 @@ static void test_max_attempts_dead_letters(void **state)
 	free(payload);
 }
 
+/* A worker's release over IMAP on the last attempt counts as a nack, as an HTTP nack would, and
+ * its job is dead-lettered without an expiry being counted. */
+static void test_imap_release_on_last_attempt_is_a_nack(void **state)
+{
+	struct queue_fixture *f = *state;
+	struct queue_settings s = {.max_attempts = 1};
+	assert_int_equal(queue_settings_set(f->qs, "jobs", &s, NULL), IMAPQ_OK);
+	uint32_t id = put(f, "jobs", "given up", 0);
+	struct queue_job j = claim1(f, 30);
+	uint32_t box;
+	unsigned k;
+	assert_int_equal(store_mailbox_find(f->store, "jobs", &box), IMAPQ_OK);
+	assert_int_equal(store_keyword(f->store, box, STORE_CLAIM_KEYWORD, false, &k, NULL),
+			 IMAPQ_OK);
+	struct uid_range r = {id, id};
+	assert_int_equal(store_update(f->store, box, &r, 1,
+				      &(struct store_update){.op = STORE_FLAGS_REMOVE,
+							     .flags = STORE_KEYWORD(k),
+							     .unchangedsince = &j.receipt.modseq},
+				      NULL, NULL, NULL),
+			 IMAPQ_OK);
+	struct queue_stats st = stats_of(f, "jobs");
+	for (int t = 0; t < 500 && (st.dead == 0 || st.dead_lettered == 0); t++) {
+		sleep_ms(20);
+		st = stats_of(f, "jobs");
+	}
+	sleep_ms(100); /* any expiry count would follow the move at once */
+	st = stats_of(f, "jobs");
+	assert_int_equal(st.dead, 1);
+	assert_int_equal(st.dead_lettered, 1);
+	assert_int_equal(st.nacks, 1);
+	assert_int_equal(st.expired, 0);
+}
+
 /* A mailbox made over IMAP whose name leaves no room for "/dead" cannot dead-letter: a job past
  * its attempts is released when its lease ends, never left claimed. */
 static void test_long_name_releases_instead(void **state)
@@ -226,6 +260,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_extend_keeps_the_job, queue_fixture_setup_short_lease, queue_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_max_attempts_dead_letters,
+					    queue_fixture_setup_short_lease,
+					    queue_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_imap_release_on_last_attempt_is_a_nack,
 					    queue_fixture_setup_short_lease,
 					    queue_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_long_name_releases_instead,
