@@ -111,6 +111,22 @@ imapq_err seqset_add(struct seqset *set, uint32_t lo, uint32_t hi)
 	return err;
 }
 
+imapq_err seqset_add_overlap(struct seqset *set, const struct seqset_range *ranges, size_t n,
+			     size_t *cursor, uint32_t lo, uint32_t hi)
+{
+	while (*cursor < n && ranges[*cursor].hi < lo)
+		(*cursor)++;
+	/* A range that reaches past hi may overlap the next call's span too: the cursor stays. */
+	for (size_t i = *cursor; i < n && ranges[i].lo <= hi; i++) {
+		uint32_t a = ranges[i].lo > lo ? ranges[i].lo : lo;
+		uint32_t b = ranges[i].hi < hi ? ranges[i].hi : hi;
+		imapq_err err = seqset_add(set, a, b);
+		if (err != IMAPQ_OK)
+			return err;
+	}
+	return IMAPQ_OK;
+}
+
 uint64_t seqset_size(const struct seqset *set)
 {
 	uint64_t n = 0;

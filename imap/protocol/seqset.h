@@ -45,6 +45,13 @@ bool seqset_is_saved(const struct seqset *set);
  * IMAPQ_E_NOMEM. */
 imapq_err seqset_add(struct seqset *set, uint32_t lo, uint32_t hi);
 
+/* Adds the parts of lo..hi that ranges[0..n) (ascending, disjoint) hold. Calls made with
+ * ascending, disjoint lo..hi share *cursor (0 before the first): ranges wholly below lo are
+ * passed once for all, so intersecting two sorted lists costs their lengths plus the overlaps.
+ * Returns IMAPQ_OK or IMAPQ_E_NOMEM. */
+imapq_err seqset_add_overlap(struct seqset *set, const struct seqset_range *ranges, size_t n,
+			     size_t *cursor, uint32_t lo, uint32_t hi);
+
 /* Number of ranges and the ranges themselves, ascending; valid until the set changes. */
 size_t seqset_range_count(const struct seqset *set);
 const struct seqset_range *seqset_ranges(const struct seqset *set);

@@ -347,9 +347,10 @@ static void collect_message(void *ctx, const struct store_message *m)
 		l->failed = true;
 }
 
+/* The removed UIDs that the command's set names. */
 struct vanished_filter {
-	const struct uid_range *ranges;
-	size_t n;
+	struct seqset *want; /* the command's UID set */
+	size_t cursor;
 	struct seqset *out;
 	bool failed;
 };
@@ -357,12 +358,10 @@ struct vanished_filter {
 static void collect_vanished(void *ctx, uint32_t lo, uint32_t hi)
 {
 	struct vanished_filter *f = ctx;
-	for (size_t i = 0; i < f->n; i++) {
-		uint32_t a = f->ranges[i].lo > lo ? f->ranges[i].lo : lo;
-		uint32_t b = f->ranges[i].hi < hi ? f->ranges[i].hi : hi;
-		if (a <= b && seqset_add(f->out, a, b) != IMAPQ_OK)
-			f->failed = true;
-	}
+	if (!f->failed &&
+	    seqset_add_overlap(f->out, seqset_ranges(f->want), seqset_range_count(f->want),
+			       &f->cursor, lo, hi) != IMAPQ_OK)
+		f->failed = true;
 }
 
 /* Parses "(CHANGEDSINCE n [VANISHED])". */
@@ -420,8 +419,12 @@ void cmd_fetch(struct cmd *c)
 		return;
 	struct store *store = s->server->opts.store;
 	if (vanished) {
-		struct vanished_filter f = {.ranges = ranges, .n = n};
-		if (seqset_create(&f.out) == IMAPQ_OK) {
+		struct vanished_filter f = {0};
+		bool ready =
+		    seqset_create(&f.want) == IMAPQ_OK && seqset_create(&f.out) == IMAPQ_OK;
+		for (size_t i = 0; ready && i < n; i++)
+			ready = seqset_add(f.want, ranges[i].lo, ranges[i].hi) == IMAPQ_OK;
+		if (ready) {
 			store_vanished_since(store, s->view.id, since, collect_vanished, &f);
 			if (seqset_size(f.out) > 0) {
 				size_t len = seqset_format(f.out, NULL, 0);
@@ -432,8 +435,9 @@ void cmd_fetch(struct cmd *c)
 					free(text);
 				}
 			}
-			seqset_destroy(&f.out);
 		}
+		seqset_destroy(&f.out);
+		seqset_destroy(&f.want);
 	}
 	struct fetch_list l = {.changedsince = since};
 	imapq_err err = IMAPQ_OK;

@@ -89,6 +89,7 @@ static bool parse_select_params(struct cmd *c, const struct parser_arg *list, bo
 struct resync {
 	struct session *s;
 	const struct seqset *known;
+	size_t known_cursor; /* how far the removed ranges, ascending, have passed known */
 	struct store_message *changed;
 	size_t n, cap;
 	struct seqset *vanished;
@@ -116,12 +117,9 @@ static void resync_vanished(void *ctx, uint32_t lo, uint32_t hi)
 		return;
 	}
 	/* Only UIDs the client says it knows (RFC 7162 3.2.5.1). */
-	const struct seqset_range *k = seqset_ranges(r->known);
-	for (size_t i = 0; i < seqset_range_count(r->known); i++) {
-		uint32_t a = k[i].lo > lo ? k[i].lo : lo, b = k[i].hi < hi ? k[i].hi : hi;
-		if (a <= b && seqset_add(r->vanished, a, b) != IMAPQ_OK)
-			r->failed = true;
-	}
+	if (seqset_add_overlap(r->vanished, seqset_ranges(r->known), seqset_range_count(r->known),
+			       &r->known_cursor, lo, hi) != IMAPQ_OK)
+		r->failed = true;
 }
 
 /* Sends VANISHED (EARLIER) and the changed messages since the client's mod-sequence. */

@@ -83,28 +83,26 @@ void cmd_store(struct cmd *c)
 		cmd_no(c, "CANNOT", "Mailbox is read-only");
 		return;
 	}
-	/* The flags: one parenthesised list, or flags separated by spaces. */
-	uint64_t flags = 0;
-	bool create = op != STORE_FLAGS_REMOVE;
-	if (c->args[i + 1].type == PARSER_ARG_LIST) {
-		if (i + 2 != c->count) {
-			cmd_bad(c, "Invalid flag list");
-			return;
-		}
-		if (!cmd_arg_flags(c, &c->args[i + 1], create, &flags))
-			return;
-	} else {
-		for (size_t k = i + 1; k < c->count; k++) {
-			uint64_t one;
-			if (!cmd_arg_flags(c, &c->args[k], create, &one))
-				return;
-			flags |= one;
-		}
+	if (c->args[i + 1].type == PARSER_ARG_LIST && i + 2 != c->count) {
+		cmd_bad(c, "Invalid flag list");
+		return;
 	}
+	/* The set first: a command refused for its set must not have defined keywords. */
 	struct uid_range *ranges;
 	size_t n;
 	if (!cmd_arg_set(c, &c->args[0], c->uid, &ranges, &n))
 		return;
+	/* The flags: one parenthesised list, or flags separated by spaces. */
+	uint64_t flags = 0;
+	bool create = op != STORE_FLAGS_REMOVE;
+	for (size_t k = i + 1; k < c->count; k++) {
+		uint64_t one;
+		if (!cmd_arg_flags(c, &c->args[k], create, &one)) {
+			free(ranges);
+			return;
+		}
+		flags |= one;
+	}
 
 	struct store_results r = {0};
 	uint64_t lsn;

@@ -692,6 +692,14 @@ static void test_store(void **state)
 	command_ok(c, "STORE 1 (BOGUS 1) +FLAGS (\\Seen)", "BAD Unknown STORE modifier", NULL);
 	command_ok(c, "STORE 1 (UNCHANGEDSINCE x) +FLAGS (\\Seen)", "BAD Invalid number", NULL);
 	command_ok(c, "STORE 9 +FLAGS (\\Seen)", "BAD Message sequence number out of range", NULL);
+	/* A command refused for its set defines no keyword: the next FLAGS list lacks it. */
+	command_ok(c, "STORE 9 +FLAGS ($Refused)", "BAD Message sequence number out of range",
+		   NULL);
+	command_ok(c, "STORE 1:x +FLAGS $Refused2", "BAD", NULL);
+	command_ok(c, "STORE 1 +FLAGS ($Kept)", "OK", &u);
+	assert_line(&u, "* FLAGS (\\Seen \\Answered \\Flagged \\Deleted \\Draft $Job $Kept)");
+	lines_free(&u);
+	command_ok(c, "STORE 1 -FLAGS ($Kept)", "OK", NULL);
 	command_ok(c, "STORE 1:x +FLAGS (\\Seen)", "BAD", NULL);
 	command_ok(c, "STORE 1 +FLAGS (\\Seen) (\\Draft)", "BAD Invalid flag list", NULL);
 	command_ok(c, "EXAMINE INBOX", "OK", NULL);

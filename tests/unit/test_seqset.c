@@ -8,6 +8,7 @@
 
 #include "imap/protocol/seqset.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -157,6 +158,36 @@ static void test_many(void **state)
 	seqset_destroy(&set);
 }
 
+/* Intersecting ascending spans with a set through one cursor gives what testing every number
+ * gives, also where one range of the set spans several of them. */
+static void test_add_overlap(void **state)
+{
+	(void)state;
+	struct seqset *want = NULL, *out = NULL;
+	assert_int_equal(seqset_parse("2:9,12,20:40,45:46,60:1000", 26, 5000, 0, &want), IMAPQ_OK);
+	assert_int_equal(seqset_create(&out), IMAPQ_OK);
+	static const struct seqset_range spans[] = {{1, 1},   {3, 4},	   {7, 13},  {15, 19},
+						    {21, 21}, {23, 30},	   {39, 50}, {70, 70},
+						    {90, 95}, {2000, 3000}};
+	size_t cursor = 0;
+	for (size_t i = 0; i < sizeof spans / sizeof spans[0]; i++)
+		assert_int_equal(seqset_add_overlap(out, seqset_ranges(want),
+						    seqset_range_count(want), &cursor, spans[i].lo,
+						    spans[i].hi),
+				 IMAPQ_OK);
+	for (uint32_t x = 1; x <= 3000; x++) {
+		bool in_span = false;
+		for (size_t i = 0; i < sizeof spans / sizeof spans[0]; i++)
+			in_span |= spans[i].lo <= x && x <= spans[i].hi;
+		assert_int_equal(seqset_contains(out, x), in_span && seqset_contains(want, x));
+	}
+	char text[128];
+	seqset_format(out, text, sizeof text);
+	assert_string_equal(text, "3:4,7:9,12,21,23:30,39:40,45:46,70,90:95");
+	seqset_destroy(&want);
+	seqset_destroy(&out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -167,6 +198,7 @@ int main(void)
 	    cmocka_unit_test(test_queries),
 	    cmocka_unit_test(test_add_and_format),
 	    cmocka_unit_test(test_many),
+	    cmocka_unit_test(test_add_overlap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
