@@ -32,8 +32,13 @@ struct flag_plan {
 /* now + lease as a due time, saturating at the end of the u32 range. */
 static uint32_t lease_end(uint32_t lease)
 {
-	time_t now = time(NULL);
-	uint64_t end = (now > 0 ? (uint64_t)now : 0) + lease;
+	/* Rounded up, so a lease lasts at least its seconds, as the queue layer's due times do; a
+	 * lease of 0 ends within the current second. */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	uint64_t end = (now.tv_sec > 0 ? (uint64_t)now.tv_sec : 0) + lease;
+	if (lease > 0 && now.tv_nsec > 0)
+		end++;
 	return end > UINT32_MAX ? UINT32_MAX : (uint32_t)end;
 }
 
