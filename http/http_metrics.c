@@ -1,6 +1,5 @@
 /* Operations endpoints: /healthz for load balancers and /metrics in the Prometheus text format
  * (queue depths and counters, HTTP requests, journal fsyncs and their latency). */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +27,8 @@ static void append_text(void *ctx, const char *text, size_t len)
 /* The HTTP request counters, one series per route and status class that saw traffic. */
 static void http_metrics(struct http_server *server, struct buf *b)
 {
+	static const char *const class_names[HTTP_CLASSES] = {"1xx", "2xx", "3xx",
+							      "4xx", "5xx", "aborted"};
 	buf_puts(b, "# HELP imapq_http_requests_total HTTP requests, by route and status class "
 		    "(aborted: ended without a reply).\n"
 		    "# TYPE imapq_http_requests_total counter\n");
@@ -39,10 +40,8 @@ static void http_metrics(struct http_server *server, struct buf *b)
 			/* The two requeue routes share a name: give the single one its own. */
 			const char *name =
 			    r == HTTP_ROUTE_REQUEUE_ONE ? "requeue_one" : http_route_name(r);
-			char code[8];
-			snprintf(code, sizeof code, "%uxx", c + 1);
 			buf_printf(b, "imapq_http_requests_total{route=\"%s\",code=\"%s\"} %llu\n",
-				   name, c == HTTP_CLASS_ABORTED ? "aborted" : code, n);
+				   name, class_names[c], n);
 		}
 	}
 	buf_printf(b,

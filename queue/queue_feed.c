@@ -3,7 +3,7 @@
  * O(limit) memory whatever the queue holds. */
 #include <stdlib.h>
 
-#include "imap/base/vec.h"
+#include "imap/protocol/seqset.h"
 #include "queue/queue-private.h"
 
 /* The changes with the lowest mod-sequences offered so far, at most cap, as a max-heap on the
@@ -55,39 +55,38 @@ static void feed_offer(void *ctx, const struct store_message *m)
 	}
 }
 
-/* Ascending, disjoint UID ranges gathered under the store's mutex. */
-struct range_vec {
-	struct uid_range *v;
-	size_t n, cap;
+/* Removed UID ranges gathered under the store's mutex. */
+struct gone_set {
+	struct seqset *set;
 	bool nomem;
 };
 
 static void range_gather(void *ctx, uint32_t lo, uint32_t hi)
 {
-	struct range_vec *r = ctx;
-	struct uid_range x = {lo, hi};
-	if (!vec_push((void **)&r->v, &r->n, &r->cap, sizeof x, &x))
-		r->nomem = true;
+	struct gone_set *g = ctx;
+	if (!g->nomem && seqset_add(g->set, lo, hi) != IMAPQ_OK)
+		g->nomem = true;
 }
 
 /* Calls fn with the UIDs of a that b does not hold. */
-static void ranges_minus(const struct range_vec *a, const struct range_vec *b, queue_gone_fn *fn,
+static void ranges_minus(const struct seqset *a, const struct seqset *b, queue_gone_fn *fn,
 			 void *ctx)
 {
-	size_t j = 0;
-	for (size_t i = 0; i < a->n; i++) {
-		uint64_t lo = a->v[i].lo;
-		const uint64_t hi = a->v[i].hi;
+	const struct seqset_range *av = seqset_ranges(a), *bv = seqset_ranges(b);
+	size_t an = seqset_range_count(a), bn = seqset_range_count(b), j = 0;
+	for (size_t i = 0; i < an; i++) {
+		uint64_t lo = av[i].lo;
+		const uint64_t hi = av[i].hi;
 		while (lo <= hi) {
-			while (j < b->n && b->v[j].hi < lo)
+			while (j < bn && bv[j].hi < lo)
 				j++;
-			if (j == b->n || b->v[j].lo > hi) {
+			if (j == bn || bv[j].lo > hi) {
 				fn(ctx, (uint32_t)lo, (uint32_t)hi);
 				break;
 			}
-			if (b->v[j].lo > lo)
-				fn(ctx, (uint32_t)lo, b->v[j].lo - 1);
-			lo = (uint64_t)b->v[j].hi + 1;
+			if (bv[j].lo > lo)
+				fn(ctx, (uint32_t)lo, bv[j].lo - 1);
+			lo = (uint64_t)bv[j].hi + 1;
 		}
 	}
 }
@@ -98,16 +97,20 @@ static void ranges_minus(const struct range_vec *a, const struct range_vec *b, q
 static imapq_err gone_between(struct queue_service *qs, uint32_t id, uint64_t since, uint64_t next,
 			      queue_gone_fn *gone_fn, void *ctx)
 {
-	struct range_vec after_since = {0}, after_next = {0};
-	imapq_err err = store_vanished_since(qs->store, id, since, range_gather, &after_since);
-	if (err == IMAPQ_OK && after_since.n > 0)
+	struct gone_set after_since = {0}, after_next = {0};
+	imapq_err err = seqset_create(&after_since.set);
+	if (err == IMAPQ_OK)
+		err = seqset_create(&after_next.set);
+	if (err == IMAPQ_OK)
+		err = store_vanished_since(qs->store, id, since, range_gather, &after_since);
+	if (err == IMAPQ_OK && seqset_range_count(after_since.set) > 0)
 		err = store_vanished_since(qs->store, id, next, range_gather, &after_next);
 	if (err == IMAPQ_OK && (after_since.nomem || after_next.nomem))
 		err = IMAPQ_E_NOMEM;
 	if (err == IMAPQ_OK)
-		ranges_minus(&after_since, &after_next, gone_fn, ctx);
-	free(after_since.v);
-	free(after_next.v);
+		ranges_minus(after_since.set, after_next.set, gone_fn, ctx);
+	seqset_destroy(&after_since.set);
+	seqset_destroy(&after_next.set);
 	return err;
 }
 

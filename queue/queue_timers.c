@@ -76,9 +76,11 @@ static void expire_lease(struct queue_service *qs, const struct queue_timer *t)
 	    (m.flags & STORE_DELETED))
 		return;
 	uint64_t lsn;
-	imapq_err err = IMAPQ_E_TOOBIG;
-	if (m.attempts >= st.max_attempts) {
+	imapq_err err = IMAPQ_OK;
+	bool release = m.attempts < st.max_attempts;
+	if (!release) {
 		err = queue_dead_letter(qs, &ref, t->uid, t->modseq, &lsn);
+		release = err == IMAPQ_E_TOOBIG;
 		if (err == IMAPQ_OK) {
 			if (!t->released)
 				queue_count_release(qs, t->box, true);
@@ -91,7 +93,7 @@ static void expire_lease(struct queue_service *qs, const struct queue_timer *t)
 				 t->box, t->uid, m.attempts);
 		}
 	}
-	if (err == IMAPQ_E_TOOBIG) {
+	if (release) {
 		struct store_update u = {.op = STORE_FLAGS_REMOVE,
 					 .flags = ref.claimed,
 					 .unchangedsince = &t->modseq,

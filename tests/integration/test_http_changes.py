@@ -1,9 +1,7 @@
 """The change feed GET /v1/queues/{q}/changes against a real imapqd: pages bounded by `limit`,
 in ascending mod-sequence order, chained by `next` and `more` so that a client following them
 sees every change once, with removed ids paged alike."""
-import http.client
 import json
-import unittest
 
 import harness
 
@@ -19,56 +17,30 @@ def uids(sequence_set):
     return out
 
 
-class ChangeFeed(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.daemon = harness.Daemon().start()
-        cls.token = cls.daemon.credentials()[2]
-        cls.conn = http.client.HTTPConnection("127.0.0.1", cls.daemon.ports["http"], timeout=60)
-        cls.counter = 0
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.conn.close()
-        cls.daemon.stop()
-        cls.daemon.cleanup()
-
-    def call(self, method, path, body=None):
-        """Returns (status, raw reply bytes, parsed JSON)."""
-        headers = {"Authorization": "Bearer " + self.token}
-        data = None
-        if body is not None:
-            data = json.dumps(body)
-            headers["Content-Type"] = "application/json"
-        self.conn.request(method, path, body=data, headers=headers)
-        resp = self.conn.getresponse()
-        raw = resp.read()
-        if resp.getheader("Connection", "").lower() == "close":
-            self.conn.close()
-        parsed = json.loads(raw) if raw else None
-        return resp.status, raw, parsed
+class ChangeFeed(harness.ApiTestCase):
+    counter = 0
 
     def make_queue(self, jobs):
         """A fresh queue holding jobs ready jobs; returns its name."""
         type(self).counter += 1
         q = "feed%d" % self.counter
-        status, _, body = self.call("PUT", "/v1/queues/" + q)
+        status, body = self.http("PUT", "/v1/queues/" + q)
         self.assertEqual(status, 201, body)
         for start in range(0, jobs, 1000):
             batch = [{"body": {"n": i}} for i in range(start, min(jobs, start + 1000))]
-            status, _, body = self.call("POST", "/v1/queues/%s/messages" % q,
+            status, body = self.http("POST", "/v1/queues/%s/messages" % q,
                                         {"messages": batch})
             self.assertEqual(status, 201, body)
         return q
 
     def claim(self, q, n):
-        status, _, body = self.call("POST", "/v1/queues/%s/claims" % q, {"max": n})
+        status, body = self.http("POST", "/v1/queues/%s/claims" % q, {"max": n})
         self.assertEqual(status, 200, body)
         self.assertEqual(len(body["messages"]), n)
         return body["messages"]
 
     def settle(self, q, job, verb):
-        status, _, body = self.call("POST", "/v1/queues/%s/messages/%s/%s" % (q, job["id"], verb),
+        status, body = self.http("POST", "/v1/queues/%s/messages/%s/%s" % (q, job["id"], verb),
                                     {"receipt": job["receipt"]})
         self.assertEqual(status, 204, body)
 
@@ -76,21 +48,21 @@ class ChangeFeed(unittest.TestCase):
         path = "/v1/queues/%s/changes?since=%s" % (q, since)
         if limit is not None:
             path += "&limit=%d" % limit
-        status, raw, body = self.call("GET", path)
+        status, body = self.http("GET", path)
         self.assertEqual(status, 200, body)
         for key in ("highestmodseq", "next"):
             self.assertIsInstance(body[key], str)
         self.assertIsInstance(body["more"], bool)
         self.assertIsInstance(body["removed"], str)
-        return raw, body
+        return body
 
     def walk(self, q, limit, since="0"):
-        """Every page from since to the end: (pages, raw sizes)."""
+        """Every page from since to the end: (pages, their sizes as compact JSON)."""
         pages, sizes = [], []
         while True:
-            raw, body = self.page(q, since, limit)
+            body = self.page(q, since, limit)
             pages.append(body)
-            sizes.append(len(raw))
+            sizes.append(len(json.dumps(body, separators=(",", ":"))))
             self.assertLessEqual(len(body["changed"]), limit)
             if body["more"]:
                 self.assertEqual(len(body["changed"]), limit)
@@ -145,7 +117,7 @@ class ChangeFeed(unittest.TestCase):
         self.assertLess(max(sizes), 1000 * 400 + 400)
 
         # The default page is 100 changes.
-        _, first = self.page(q, 0)
+        first = self.page(q, 0)
         self.assertEqual(len(first["changed"]), 100)
         self.assertTrue(first["more"])
         self.assertEqual(first["changed"], [job for p in small for job in p["changed"]][:100])
@@ -153,7 +125,7 @@ class ChangeFeed(unittest.TestCase):
 
         # Caught up: nothing new, next stays where it is.
         last = small[-1]
-        _, again = self.page(q, last["next"], 7)
+        again = self.page(q, last["next"], 7)
         self.assertEqual((again["changed"], again["removed"], again["more"], again["next"]),
                          ([], "", False, last["next"]))
 
@@ -162,7 +134,7 @@ class ChangeFeed(unittest.TestCase):
         view = {}  # what a client following the feed believes: id -> (modseq, state)
         since, turn = "0", 0
         while True:
-            _, body = self.page(q, since, 7)
+            body = self.page(q, since, 7)
             for job in body["changed"]:
                 view[job["id"]] = (job["modseq"], job["state"])
             for uid in uids(body["removed"]):
@@ -176,7 +148,7 @@ class ChangeFeed(unittest.TestCase):
                 for job in self.claim(q, 2):
                     self.settle(q, job, "ack" if turn % 10 == 0 else "nack")
             if turn % 7 == 0:
-                status, _, _ = self.call("POST", "/v1/queues/%s/messages" % q, {"late": turn})
+                status, _ = self.http("POST", "/v1/queues/%s/messages" % q, {"late": turn})
                 self.assertEqual(status, 201)
         full, _ = self.walk(q, 1000)
         truth = {job["id"]: (job["modseq"], job["state"]) for p in full for job in p["changed"]}
@@ -188,7 +160,7 @@ class ChangeFeed(unittest.TestCase):
         for job in jobs[::2]:
             self.settle(q, job, "ack")
         acked = {int(job["id"]) for job in jobs[::2]}
-        _, start = self.page(q, 0, 1000)
+        start = self.page(q, 0, 1000)
         current = {job["id"]: (job["modseq"], job["state"]) for job in start["changed"]}
         pages, _ = self.walk(q, 3)
         self.check_walk(pages, current, acked)
@@ -201,17 +173,17 @@ class ChangeFeed(unittest.TestCase):
     def test_limit_is_validated(self):
         q = self.make_queue(1)
         for bad in ("0", "1001", "abc", "-1", "", "1e3", "99999999999999999999"):
-            status, _, body = self.call("GET", "/v1/queues/%s/changes?since=0&limit=%s" % (q, bad))
+            status, body = self.http("GET", "/v1/queues/%s/changes?since=0&limit=%s" % (q, bad))
             self.assertEqual(status, 400, (bad, body))
             self.assertEqual(body["error"]["code"], "invalid", bad)
             self.assertIn("limit", body["error"]["message"])
-        status, _, body = self.call("GET", "/v1/queues/%s/changes?since=x&limit=5" % q)
+        status, body = self.http("GET", "/v1/queues/%s/changes?since=x&limit=5" % q)
         self.assertEqual(status, 400, body)
         for good in ("1", "1000"):
-            _, body = self.page(q, 0, int(good))
+            body = self.page(q, 0, int(good))
             self.assertEqual(len(body["changed"]), 1)
             self.assertFalse(body["more"])
-        status, _, body = self.call("GET", "/v1/queues/nosuch/changes?limit=5")
+        status, body = self.http("GET", "/v1/queues/nosuch/changes?limit=5")
         self.assertEqual(status, 404, body)
 
 

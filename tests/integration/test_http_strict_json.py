@@ -19,26 +19,14 @@ class StrictJsonTest(harness.ApiTestCase):
         self.assertEqual(status, 201, reply)
         return name
 
-    def raw_post(self, path, body, ctype="application/json"):
-        """POSTs body (bytes) as it is: (status, reply bytes)."""
+    def raw(self, method, path, body=None, ctype="application/json"):
+        """Sends body (bytes) as it is: (status, reply bytes)."""
         _, _, token = self.daemon.credentials()
         conn = http.client.HTTPConnection("127.0.0.1", self.daemon.ports["http"],
                                           timeout=harness.PATIENCE)
         try:
-            conn.request("POST", path, body=body,
+            conn.request(method, path, body=body,
                          headers={"Authorization": "Bearer " + token, "Content-Type": ctype})
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
-
-    def raw_get(self, path):
-        """GETs path: (status, reply bytes)."""
-        _, _, token = self.daemon.credentials()
-        conn = http.client.HTTPConnection("127.0.0.1", self.daemon.ports["http"],
-                                          timeout=harness.PATIENCE)
-        try:
-            conn.request("GET", path, headers={"Authorization": "Bearer " + token})
             resp = conn.getresponse()
             return resp.status, resp.read()
         finally:
@@ -51,7 +39,7 @@ class StrictJsonTest(harness.ApiTestCase):
                   b'{"a":\x011}', b'\xef\xbb\xbf{"a":1}']
         for body in bodies:
             with self.subTest(body=body):
-                status, text = self.raw_post(path, body)
+                status, text = self.raw("POST", path, body)
                 self.assertEqual(status, 400, text)
                 reply = json.loads(text)
                 self.assertEqual(reply["error"]["code"], "invalid", reply)
@@ -62,12 +50,12 @@ class StrictJsonTest(harness.ApiTestCase):
             with self.subTest(body=body):
                 target = path if body.startswith(b'{"messages"') else \
                     "/v1/queues/%s/claims" % q
-                status, text = self.raw_post(target, body)
+                status, text = self.raw("POST", target, body)
                 self.assertEqual(status, 400, text)
                 self.assertEqual(json.loads(text)["error"]["code"], "invalid")
         # Nothing was enqueued; RFC 8259 JSON still is.
         self.assertEqual(self.http("GET", "/v1/queues/" + q)[1]["stats"]["ready"], 0)
-        status, text = self.raw_post(path, b' {"a":[0,-0.5,1e5,1E-2,true,null]}\r\n\t')
+        status, text = self.raw("POST", path, b' {"a":[0,-0.5,1e5,1E-2,true,null]}\r\n\t')
         self.assertEqual(status, 201, text)
 
     def test_imap_appended_lenient_json_claims_as_valid_json(self):
@@ -82,12 +70,12 @@ class StrictJsonTest(harness.ApiTestCase):
                 self.assertEqual(typ, "OK")
         finally:
             m.logout()
-        status, text = self.raw_post("/v1/queues/%s/claims" % q, b'{"max":10}')
+        status, text = self.raw("POST", "/v1/queues/%s/claims" % q, b'{"max":10}')
         self.assertEqual(status, 200, text)
         jobs = json.loads(text)["messages"]  # the point: a worker can read the reply
         self.assertEqual(len(jobs), len(bodies) + 1)
         # A peek with bodies pastes them the same way.
-        status, text = self.raw_get("/v1/queues/%s/messages?state=claimed&body=true" % q)
+        status, text = self.raw("GET", "/v1/queues/%s/messages?state=claimed&body=true" % q)
         self.assertEqual(status, 200, text)
         self.assertEqual([j["body"] for j in json.loads(text)["messages"]],
                          [j["body"] for j in jobs])
