@@ -146,6 +146,13 @@
  * session until answered): one 210,000-iteration PBKDF2 hash takes 50-100 ms, so a full queue is
  * a few seconds of waiting; past it a login is refused at once rather than queued for longer. */
 #define IMAPQ_MAX_PENDING_LOGINS 64
+/* A SEARCH that reads message content (BODY, TEXT, HEADER, SENT*), or scans more than
+ * IMAPQ_SEARCH_SCAN_STEP messages, runs on the server's search thread, so it holds only its own
+ * session. It may run for this long (from when the thread starts it) before it answers
+ * NO [LIMIT]; at most this many wait or run at once (one per session at most), and past them a
+ * search is refused with NO [UNAVAILABLE]. */
+#define IMAPQ_SEARCH_MS		   30000
+#define IMAPQ_MAX_PENDING_SEARCHES 64
 
 /* --- HTTP front --- */
 /* Bytes of a JSON request body (claims, acks, settings, batches, JSON jobs): it is held and

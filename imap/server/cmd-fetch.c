@@ -68,6 +68,20 @@ static bool add_item(struct fetch_request *r, struct fetch_item item)
 	return true;
 }
 
+/* Reads the digits at *p (at least one, up to end) as an unsigned 32-bit number. */
+static bool parse_u32(const char **p, const char *end, uint32_t *v_r)
+{
+	const char *q = *p;
+	uint64_t v = 0;
+	while (q < end && *q >= '0' && *q <= '9' && v <= UINT32_MAX)
+		v = v * 10 + (uint64_t)(*q++ - '0');
+	if (q == *p || v > UINT32_MAX)
+		return false;
+	*p = q;
+	*v_r = (uint32_t)v;
+	return true;
+}
+
 /* Parses "[section]<origin.count>" following BODY or BODY.PEEK. */
 static bool parse_section(const char *s, size_t len, struct fetch_item *item)
 {
@@ -82,15 +96,11 @@ static bool parse_section(const char *s, size_t len, struct fetch_item *item)
 	size_t rlen = len - (size_t)(rest - s);
 	if (rlen == 0)
 		return true;
-	unsigned long long origin, count;
-	int used = 0;
-	char text[48];
-	if (rlen >= sizeof text)
-		return false;
-	memcpy(text, rest, rlen);
-	text[rlen] = '\0';
-	if (sscanf(text, "<%llu.%llu>%n", &origin, &count, &used) != 2 || (size_t)used != rlen ||
-	    count == 0 || text[1] < '0' || text[1] > '9')
+	/* "<" number "." nz-number ">", both unsigned 32-bit (RFC 3501 9). */
+	uint32_t origin, count;
+	const char *p = rest, *end = rest + rlen;
+	if (*p++ != '<' || !parse_u32(&p, end, &origin) || p == end || *p++ != '.' || p == end ||
+	    *p == '0' || !parse_u32(&p, end, &count) || p + 1 != end || *p != '>')
 		return false;
 	item->partial = true;
 	item->origin = origin;
@@ -370,6 +380,10 @@ static bool parse_modifiers(struct cmd *c, const struct parser_arg *a, uint64_t 
 {
 	for (size_t i = 0; i < a->count; i++) {
 		if (parser_arg_is_atom(&a->list[i], "CHANGEDSINCE") && i + 1 < a->count) {
+			if (*since != 0) {
+				cmd_bad(c, "CHANGEDSINCE given twice");
+				return false;
+			}
 			if (!cmd_arg_number(c, &a->list[++i], INT64_MAX, since))
 				return false;
 			if (*since == 0) {
@@ -377,6 +391,10 @@ static bool parse_modifiers(struct cmd *c, const struct parser_arg *a, uint64_t 
 				return false;
 			}
 		} else if (parser_arg_is_atom(&a->list[i], "VANISHED")) {
+			if (*vanished) {
+				cmd_bad(c, "VANISHED given twice");
+				return false;
+			}
 			*vanished = true;
 		} else {
 			cmd_bad(c, "Unknown FETCH modifier");

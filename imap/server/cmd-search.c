@@ -9,21 +9,17 @@
 #include <string.h>
 
 #include "imap/base/limits.h"
-#include "imap/mail/mail.h"
+#include "imap/base/log.h"
+#include "imap/base/worker.h"
 #include "imap/protocol/quote.h"
 #include "imap/protocol/seqset.h"
+#include "imap/server/search-scan.h"
 #include "imap/server/search.h"
 #include "imap/server/server-private.h"
 
-/* One matching message. */
-struct hit {
-	uint32_t uid;
-	uint64_t modseq;
-};
-
 /* The matches found so far, ascending by UID. */
 struct hits {
-	struct hit *v;
+	struct search_hit *v;
 	size_t n, cap;
 	bool nomem;
 	bool counted;	/* count came from the index; v holds only the first match */
@@ -37,7 +33,7 @@ static void hits_push(struct hits *h, uint32_t uid, uint64_t modseq)
 		return;
 	if (h->n == h->cap) {
 		size_t cap = h->cap ? h->cap * 2 : 64;
-		struct hit *v = realloc(h->v, cap * sizeof *v);
+		struct search_hit *v = realloc(h->v, cap * sizeof *v);
 		if (v == NULL) {
 			h->nomem = true;
 			return;
@@ -45,7 +41,7 @@ static void hits_push(struct hits *h, uint32_t uid, uint64_t modseq)
 		h->v = v;
 		h->cap = cap;
 	}
-	h->v[h->n++] = (struct hit){uid, modseq};
+	h->v[h->n++] = (struct search_hit){uid, modseq};
 }
 
 /* --- Resolving names against the session's view --- */
@@ -110,69 +106,6 @@ static imapq_err resolve_set(void *ctx, const char *text, size_t len, bool uid,
 	*ranges_r = out;
 	*n_r = n;
 	return IMAPQ_OK;
-}
-
-/* --- Reading a message's content for the keys that need it --- */
-
-struct content {
-	struct store *store;
-	uint32_t id;
-	uint32_t uid;
-	uint64_t size;
-	struct mail *mail; /* parsed on first use */
-};
-
-static imapq_err content_read(void *ctx, uint64_t offset, void *buf, size_t len, size_t *got_r)
-{
-	struct content *c = ctx;
-	return store_body_read(c->store, c->id, c->uid, offset, buf, len, got_r);
-}
-
-/* The reader of the message. */
-static struct mail_reader content_reader(struct content *c)
-{
-	return (struct mail_reader){.read = content_read, .ctx = c, .size = c->size};
-}
-
-/* Parses the message once. */
-static imapq_err content_mail(struct content *c)
-{
-	if (c->mail != NULL)
-		return IMAPQ_OK;
-	struct mail_reader r = content_reader(c);
-	return mail_parse(&r, &c->mail);
-}
-
-static imapq_err content_header(void *ctx, const char *field, const char *needle, size_t needle_len,
-				bool *match_r)
-{
-	struct content *c = ctx;
-	imapq_err err = content_mail(c);
-	if (err != IMAPQ_OK)
-		return err;
-	struct mail_reader r = content_reader(c);
-	return mail_header_contains(c->mail, &r, field, needle, needle_len, match_r);
-}
-
-static imapq_err content_text(void *ctx, const char *needle, size_t needle_len, bool headers_too,
-			      bool *match_r)
-{
-	struct content *c = ctx;
-	imapq_err err = content_mail(c);
-	if (err != IMAPQ_OK)
-		return err;
-	struct mail_reader r = content_reader(c);
-	return mail_text_contains(c->mail, &r, needle, needle_len, headers_too, match_r);
-}
-
-static imapq_err content_sent_day(void *ctx, int64_t *day_r)
-{
-	struct content *c = ctx;
-	imapq_err err = content_mail(c);
-	if (err != IMAPQ_OK)
-		return err;
-	err = mail_sent_day(c->mail, day_r);
-	return err == IMAPQ_E_INVALID ? IMAPQ_E_NOTFOUND : err;
 }
 
 /* --- Answering from the flag index --- */
@@ -271,143 +204,6 @@ static imapq_err run_indexed(struct session *s, const struct search_plan *plan, 
 	return err;
 }
 
-/* --- Scanning --- */
-
-/* What the scan callback needs; it runs under the store's lock and only collects. */
-struct scan {
-	struct session *s;
-	const struct search_program *prog;
-	const struct search_plan *plan;
-	struct hits *yes;
-	struct store_message *maybe; /* undecided by metadata: content decides */
-	size_t nmaybe, capmaybe;
-	bool nomem;
-};
-
-/* True when uid lies in the plan's ranges (or the plan has none). */
-static bool plan_covers(const struct search_plan *p, uint32_t uid)
-{
-	if (!p->has_ranges)
-		return true;
-	size_t lo = 0, hi = p->nranges;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (p->ranges[mid].hi < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < p->nranges && p->ranges[lo].lo <= uid;
-}
-
-static void scan_message(void *ctx, const struct store_message *m)
-{
-	struct scan *sc = ctx;
-	if (sc->nomem || m->uid > sc->s->view.uid_max || !plan_covers(sc->plan, m->uid) ||
-	    view_is_pending(sc->s, m->uid))
-		return;
-	enum search_answer a = search_match_meta(sc->prog, m, view_is_recent(sc->s, m->uid));
-	if (a == SEARCH_YES) {
-		hits_push(sc->yes, m->uid, m->modseq);
-		sc->nomem = sc->yes->nomem;
-	} else if (a == SEARCH_MAYBE) {
-		if (sc->nmaybe == sc->capmaybe) {
-			size_t cap = sc->capmaybe ? sc->capmaybe * 2 : 64;
-			struct store_message *p = realloc(sc->maybe, cap * sizeof *p);
-			if (p == NULL) {
-				sc->nomem = true;
-				return;
-			}
-			sc->maybe = p;
-			sc->capmaybe = cap;
-		}
-		sc->maybe[sc->nmaybe++] = *m;
-	}
-}
-
-/* Decides one undecided message by reading its content. A message expunged meanwhile does not
- * match. */
-static imapq_err decide(struct session *s, const struct search_program *prog,
-			const struct store_message *m, bool *match_r)
-{
-	struct content c = {s->server->opts.store, s->view.id, m->uid, m->size, NULL};
-	struct search_source src = {content_header, content_text, content_sent_day, &c};
-	imapq_err err = search_match(prog, m, view_is_recent(s, m->uid), &src, match_r);
-	mail_free(&c.mail);
-	if (err == IMAPQ_E_NOTFOUND) {
-		*match_r = false;
-		err = IMAPQ_OK;
-	}
-	return err;
-}
-
-/* Scans the messages of one UID range in steps of IMAPQ_SEARCH_SCAN_STEP UIDs, each starting
- * at the next message that exists, so the store's lock is held briefly however big the range. */
-static imapq_err scan_range(struct session *s, struct uid_range range, struct scan *sc)
-{
-	struct store *store = s->server->opts.store;
-	uint32_t last = range.hi < s->view.uid_max ? range.hi : s->view.uid_max;
-	uint32_t from = range.lo;
-	while (from != 0 && from <= last && !sc->nomem) {
-		uint32_t first;
-		imapq_err err = store_first_match(store, s->view.id, 0, 0, from, &first);
-		if (err != IMAPQ_OK || first == 0 || first > last)
-			return err;
-		uint64_t end = (uint64_t)first + IMAPQ_SEARCH_SCAN_STEP - 1;
-		struct uid_range step = {first, end < last ? (uint32_t)end : last};
-		err = store_messages(store, s->view.id, &step, 1, scan_message, sc);
-		if (err != IMAPQ_OK || step.hi == UINT32_MAX)
-			return err;
-		from = step.hi + 1;
-	}
-	return IMAPQ_OK;
-}
-
-/* Scans the candidates: the messages changed since a MODSEQ bound when there is one (the store
- * finds those without visiting the rest), else the plan's ranges or the whole mailbox. */
-static imapq_err run_scan(struct session *s, const struct search_program *prog,
-			  const struct search_plan *plan, struct hits *h)
-{
-	struct store *store = s->server->opts.store;
-	struct scan sc = {.s = s, .prog = prog, .plan = plan, .yes = h};
-	imapq_err err = IMAPQ_OK;
-	if (plan->modseq_min > 0) {
-		err =
-		    store_changed_since(store, s->view.id, plan->modseq_min - 1, scan_message, &sc);
-	} else if (plan->has_ranges) {
-		for (size_t r = 0; err == IMAPQ_OK && !sc.nomem && r < plan->nranges; r++)
-			err = scan_range(s, plan->ranges[r], &sc);
-	} else {
-		err = scan_range(s, (struct uid_range){1, s->view.uid_max}, &sc);
-	}
-	if (err == IMAPQ_OK && sc.nomem)
-		err = IMAPQ_E_NOMEM;
-	if (err != IMAPQ_OK || sc.nmaybe == 0) {
-		free(sc.maybe);
-		return err;
-	}
-	/* Merge the content-decided matches into the metadata-decided ones, keeping UID order. */
-	struct hits merged = {0};
-	size_t i = 0;
-	for (size_t k = 0; err == IMAPQ_OK && k < sc.nmaybe; k++) {
-		const struct store_message *m = &sc.maybe[k];
-		bool match;
-		err = decide(s, prog, m, &match);
-		for (; i < h->n && h->v[i].uid < m->uid; i++)
-			hits_push(&merged, h->v[i].uid, h->v[i].modseq);
-		if (err == IMAPQ_OK && match)
-			hits_push(&merged, m->uid, m->modseq);
-	}
-	for (; i < h->n; i++)
-		hits_push(&merged, h->v[i].uid, h->v[i].modseq);
-	free(sc.maybe);
-	if (err == IMAPQ_OK && merged.nomem)
-		err = IMAPQ_E_NOMEM;
-	free(h->v);
-	*h = merged;
-	return err;
-}
-
 /* --- Replies --- */
 
 /* Output collected in a stack buffer and handed to the session in large pieces. */
@@ -458,7 +254,7 @@ static void hits_number(struct session *s, bool uid, struct hits *h)
 	for (size_t i = 0; i < h->n; i++) {
 		uint32_t msn = view_msn(s, h->v[i].uid);
 		if (msn != 0)
-			h->v[n++] = (struct hit){msn, h->v[i].modseq};
+			h->v[n++] = (struct search_hit){msn, h->v[i].modseq};
 	}
 	h->n = n;
 }
@@ -586,6 +382,146 @@ static bool parse_prefix(struct cmd *c, size_t *i_r, bool *esearch_r, unsigned *
 	return true;
 }
 
+/* Answers with the hits (UIDs, turned into sequence numbers for SEARCH) and the tagged OK. */
+static void search_reply(struct cmd *c, struct hits *h, bool esearch, unsigned ret, bool modseq)
+{
+	struct session *s = c->s;
+	hits_number(s, c->uid, h);
+	struct out o = {.s = s};
+	imapq_err err = IMAPQ_OK;
+	if (esearch)
+		err = reply_esearch(&o, c, ret, h, modseq);
+	else
+		reply_search(&o, h, modseq);
+	out_flush(&o);
+	if (err != IMAPQ_OK) {
+		cmd_fail(c, err, NULL);
+		return;
+	}
+	char text[32];
+	snprintf(text, sizeof text, "%s completed", c->uid ? "UID SEARCH" : "SEARCH");
+	cmd_ok(c, NULL, text);
+}
+
+/* A scanning search and how to answer it. */
+struct search_job {
+	struct session *s;
+	struct search_scan *scan;
+	bool uid, esearch, modseq;
+	unsigned ret;
+	char tag[]; /* the command's tag, which the parser does not keep */
+};
+
+static void job_run(void *data, const struct worker_job *wj)
+{
+	struct search_job *j = data;
+	search_scan_run(j->scan, wj);
+}
+
+static void job_free(void *data)
+{
+	struct search_job *j = data;
+	search_scan_free(&j->scan);
+	free(j);
+}
+
+/* Answers a scan that ran. */
+static void job_reply(struct cmd *c, struct search_job *j)
+{
+	struct session *s = c->s;
+	struct hits h = {0};
+	imapq_err err = search_scan_hits(j->scan, &h.v, &h.n);
+	if (err == IMAPQ_OK) {
+		search_reply(c, &h, j->esearch, j->ret, j->modseq);
+	} else if (err == IMAPQ_E_LIMIT) {
+		log_info(SERVER_LOG, "%s %s: SEARCH stopped after %llu ms, %zu messages read",
+			 s->peer, j->tag, (unsigned long long)search_scan_elapsed_ms(j->scan),
+			 search_scan_read_count(j->scan));
+		char text[128];
+		snprintf(text, sizeof text, "SEARCH ran for over %u s; narrow the search",
+			 (s->server->opts.search_ms + 999) / 1000);
+		cmd_no(c, "LIMIT", text);
+	} else {
+		cmd_fail(c, err, NULL);
+	}
+}
+
+/* On the loop, once the search thread is done: answers, then reads the commands the client
+ * sent after the search. */
+static void job_done(void *data)
+{
+	struct search_job *j = data;
+	struct session *s = j->s;
+	struct cmd c = {
+	    .s = s, .tag = j->tag, .name = j->uid ? "UID SEARCH" : "SEARCH", .uid = j->uid};
+	s->last_active_ms = loop_now_ms(s->server->opts.loop);
+	/* The mailbox may have gone while the thread ran. */
+	view_sync(s, false);
+	if (s->state & STATE_SELECTED)
+		job_reply(&c, j);
+	else
+		cmd_no(&c, NULL, "The selected mailbox is gone");
+	session_seal(s);
+	session_resume(s);
+}
+
+/* Runs a scanning search: on the loop when it is small and reads no content, else on the search
+ * thread, the session reading no input until the answer (job_done), so commands pipelined after
+ * the search run after it, in order. Takes prog. */
+static void search_scan_start(struct cmd *c, struct search_program *prog, bool esearch,
+			      unsigned ret, bool modseq)
+{
+	struct session *s = c->s;
+	bool inline_run =
+	    !search_program_needs_content(prog) && s->view.exists <= IMAPQ_SEARCH_SCAN_STEP;
+	const struct view *v = &s->view;
+	struct search_scan_view sv = {.mailbox = v->id,
+				      .uid_max = v->uid_max,
+				      .pending = v->pending,
+				      .npending = v->npending,
+				      .recent_lo = v->recent_lo,
+				      .recent_hi = v->recent_hi};
+	size_t tlen = strlen(c->tag);
+	struct search_job *j = calloc(1, sizeof *j + tlen + 1);
+	imapq_err err = j == NULL ? IMAPQ_E_NOMEM : IMAPQ_OK;
+	if (err == IMAPQ_OK)
+		err = search_scan_create(s->server->opts.store, prog, &sv,
+					 inline_run ? 0 : s->server->opts.search_ms, &j->scan);
+	else
+		search_program_free(&prog);
+	if (err != IMAPQ_OK) {
+		free(j);
+		cmd_fail(c, err, NULL);
+		return;
+	}
+	*j = (struct search_job){.s = s,
+				 .scan = j->scan,
+				 .uid = c->uid,
+				 .esearch = esearch,
+				 .modseq = modseq,
+				 .ret = ret};
+	memcpy(j->tag, c->tag, tlen + 1);
+	if (inline_run) {
+		search_scan_run(j->scan, NULL);
+		job_reply(c, j);
+		job_free(j);
+		return;
+	}
+	err = worker_submit(s->server->search, job_run, job_done, job_free, j, &s->search_job);
+	if (err == IMAPQ_OK) {
+		c->replied = true;
+		return;
+	}
+	job_free(j);
+	if (err == IMAPQ_E_LIMIT) {
+		log_warn(SERVER_LOG, "%s: SEARCH refused: %u searches in progress", s->peer,
+			 worker_pending(s->server->search));
+		cmd_no(c, "UNAVAILABLE", "Too many searches in progress, try again");
+		return;
+	}
+	cmd_fail(c, err, NULL);
+}
+
 void cmd_search(struct cmd *c)
 {
 	struct session *s = c->s;
@@ -620,35 +556,19 @@ void cmd_search(struct cmd *c)
 
 	struct search_plan plan;
 	search_program_plan(prog, &plan);
+	if (!plan.none && !plan.indexed) {
+		search_scan_start(c, prog, esearch, ret, modseq);
+		return;
+	}
 	struct hits h = {0};
-	if (plan.none)
-		err = IMAPQ_OK;
-	else if (plan.indexed)
+	if (plan.indexed && !plan.none)
 		err = run_indexed(s, &plan, esearch ? ret : 0, &h);
-	else
-		err = run_scan(s, prog, &plan, &h);
 	search_program_free(&prog);
 	if (err == IMAPQ_OK && h.nomem)
 		err = IMAPQ_E_NOMEM;
-	if (err != IMAPQ_OK) {
-		free(h.v);
-		cmd_fail(c, err, NULL);
-		return;
-	}
-
-	hits_number(s, c->uid, &h);
-	struct out o = {.s = s};
-	if (esearch)
-		err = reply_esearch(&o, c, ret, &h, modseq);
+	if (err == IMAPQ_OK)
+		search_reply(c, &h, esearch, ret, modseq);
 	else
-		reply_search(&o, &h, modseq);
-	out_flush(&o);
-	free(h.v);
-	if (err != IMAPQ_OK) {
 		cmd_fail(c, err, NULL);
-		return;
-	}
-	char text[32];
-	snprintf(text, sizeof text, "%s completed", c->uid ? "UID SEARCH" : "SEARCH");
-	cmd_ok(c, NULL, text);
+	free(h.v);
 }

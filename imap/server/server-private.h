@@ -9,6 +9,7 @@
 
 #include "imap/base/buf.h"
 #include "imap/base/loop.h"
+#include "imap/base/worker.h"
 #include "imap/protocol/parser.h"
 #include "imap/server/auth-worker.h"
 #include "imap/server/server.h"
@@ -94,6 +95,7 @@ struct session {
 	const struct access *access;   /* the user's roles; NULL: every role (access.h) */
 	struct loop_timer *auth_delay; /* a failed login's answer waits; input is not read */
 	struct auth_check *auth_check; /* a password is being checked; input is not read */
+	struct worker_job *search_job; /* a SEARCH reads content off the loop; input is not read */
 	struct parser *parser;
 	struct buf in;	/* bytes read, not yet parsed */
 	struct buf out; /* replies; the first `writable` bytes may go to the socket */
@@ -134,6 +136,7 @@ struct imap_server {
 	uint64_t shutdown_ms;
 	struct loop_timer *tick;
 	struct auth_worker *auth; /* checks passwords off the loop; NULL without opts.auth */
+	struct worker *search;	  /* decides SEARCH keys that read message content (cmd-search.c) */
 	/* Wake-ups from other threads, each coalesced into one loop_post. */
 	_Atomic int durable_posted; /* the journal made more durable */
 	_Atomic int change_posted;  /* a mailbox changed */
@@ -192,7 +195,8 @@ void session_dispatch(struct session *s, const struct parser_command *pc);
 /* Turns CONDSTORE on for a CONDSTORE-enabling command (RFC 7162 3.1); the first one while a
  * mailbox is selected also reports its HIGHESTMODSEQ. */
 void session_enable_condstore(struct session *s);
-/* Reads and runs the commands that waited while input was paused (auth_delay, auth_check). */
+/* Reads and runs the commands that waited while input was paused (auth_delay, auth_check,
+ * search_job). */
 void session_resume(struct session *s);
 /* Handles the response line of an AUTHENTICATE continuation (cmd-auth.c). */
 void session_auth_response(struct session *s, const char *line, size_t len);

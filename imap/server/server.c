@@ -185,22 +185,20 @@ imapq_err imap_server_create(const struct imap_server_options *opts, struct imap
 		return IMAPQ_E_NOMEM;
 	server->opts = *opts;
 	server->spool_dir = opts->spool_dir != NULL ? opts->spool_dir : "/tmp";
+	if (server->opts.search_ms == 0)
+		server->opts.search_ms = IMAPQ_SEARCH_MS;
 	imapq_err err = IMAPQ_OK;
 	if (opts->auth != NULL)
 		err = auth_worker_create(opts->loop, opts->auth, opts->auth_ctx, &server->auth);
-	if (err != IMAPQ_OK) {
-		free(server);
-		return err;
-	}
-	err = loop_timer_add(opts->loop, SERVER_TICK_MS, on_tick, server, &server->tick);
-	if (err != IMAPQ_OK) {
-		auth_worker_destroy(&server->auth);
-		free(server);
-		return err;
-	}
-	err = store_add_commit_hook(opts->store, commit_hook, server);
+	if (err == IMAPQ_OK)
+		err = worker_create(opts->loop, IMAPQ_MAX_PENDING_SEARCHES, &server->search);
+	if (err == IMAPQ_OK)
+		err = loop_timer_add(opts->loop, SERVER_TICK_MS, on_tick, server, &server->tick);
+	if (err == IMAPQ_OK)
+		err = store_add_commit_hook(opts->store, commit_hook, server);
 	if (err != IMAPQ_OK) {
 		loop_timer_cancel(&server->tick);
+		worker_destroy(&server->search);
 		auth_worker_destroy(&server->auth);
 		free(server);
 		return err;
@@ -331,8 +329,9 @@ void imap_server_destroy(struct imap_server **serverp)
 	close_listeners(server);
 	while (server->sessions != NULL)
 		session_destroy(server->sessions);
-	/* After the sessions, which cancel their checks: the thread ends after the one it runs. */
+	/* After the sessions, which cancel their jobs: each thread ends after the one it runs. */
 	auth_worker_destroy(&server->auth);
+	worker_destroy(&server->search);
 	loop_timer_cancel(&server->tick);
 	free(server->recent);
 	free(server);

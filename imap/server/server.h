@@ -39,6 +39,9 @@ struct imap_server_options {
 	/* Delay before the first failed login is answered, doubling per further failure up to 16
 	 * times it; 0 takes IMAPQ_AUTH_FAIL_DELAY_MS. Tests and fuzzers shorten it. */
 	unsigned auth_fail_delay_ms;
+	/* Time a SEARCH may run on the search thread before it answers NO [LIMIT]; 0 takes
+	 * IMAPQ_SEARCH_MS. Tests shorten it. */
+	unsigned search_ms;
 };
 
 /* Creates the server and, with opts->auth, starts its password thread. */

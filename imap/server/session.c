@@ -78,7 +78,7 @@ static void note_output_progress(struct session *s, size_t before)
 static void session_update_events(struct session *s)
 {
 	bool want_read = !s->closing && buf_len(&s->out) < session_output_limit(s) &&
-			 s->auth_delay == NULL && s->auth_check == NULL;
+			 s->auth_delay == NULL && s->auth_check == NULL && s->search_job == NULL;
 	bool want_write = s->writable > 0;
 	switch (s->tls_state) {
 	case SESSION_TLS_NONE:
@@ -111,6 +111,7 @@ static void drop_output(struct session *s)
 	s->writable = 0;
 	s->closing = true;
 	auth_worker_cancel(&s->auth_check);
+	worker_cancel(&s->search_job);
 }
 
 void session_abort(struct session *s)
@@ -246,8 +247,9 @@ void session_release(struct session *s, uint64_t durable_lsn)
 void session_close_after_output(struct session *s)
 {
 	s->closing = true;
-	/* A login still being checked gets no answer after the farewell. */
+	/* A login still being checked, or a search, gets no answer after the farewell. */
 	auth_worker_cancel(&s->auth_check);
+	worker_cancel(&s->search_job);
 	session_update_events(s);
 }
 
@@ -280,8 +282,9 @@ void session_destroy(struct session *s)
 	if (s->idling)
 		server_note_idle(server, false);
 	loop_timer_cancel(&s->auth_delay);
-	/* A login still being checked must never reach the freed session. */
+	/* A login still being checked, or a search, must never reach the freed session. */
 	auth_worker_cancel(&s->auth_check);
+	worker_cancel(&s->search_job);
 	loop_timer_cancel(&s->resume);
 	loop_io_remove(&s->io);
 	tls_conn_destroy(&s->tls);
@@ -441,7 +444,7 @@ static bool process_line_input(struct session *s)
 static void process_input(struct session *s)
 {
 	while (buf_len(&s->in) > 0 && !s->closing && buf_len(&s->out) < session_output_limit(s)) {
-		if (s->auth_delay != NULL || s->auth_check != NULL)
+		if (s->auth_delay != NULL || s->auth_check != NULL || s->search_job != NULL)
 			return;
 		if (s->idling || s->auth_pending) {
 			if (!process_line_input(s))

@@ -4,6 +4,8 @@
 import imaplib
 import random
 import re
+import threading
+import time
 import unittest
 
 import harness
@@ -328,6 +330,50 @@ class PendingAndScale(unittest.TestCase):
                                     tag="r")
             self.assertEqual(untagged, ['* ESEARCH (TAG "r") UID COUNT %d' % len(
                 [u for u in expect if 4000 <= u <= 17000])], keys)
+        c.close()
+
+    def test_content_search_leaves_other_sessions_free(self):
+        # A search that reads every message many times over runs on the search thread: another
+        # session's NOOPs are answered all along, not after it; a command pipelined behind it
+        # waits for its answer.
+        c = self.daemon.raw()
+        c.command("CREATE heavy")
+        n = 5000
+        for start in range(0, n, 1000):
+            c.send(b"".join(b"h%d APPEND heavy {%d+}\r\n%s\r\n" % (
+                i, len(b"Subject: s\r\n\r\njob %d\r\n" % i), b"Subject: s\r\n\r\njob %d\r\n" % i)
+                for i in range(start, start + 1000)))
+            _, tagged = c.read_until("h%d" % (start + 999))
+            self.assertIn(" OK ", tagged)
+        c.command("SELECT heavy")
+        m = self.daemon.imaplib()
+        m.select("heavy")
+        keys = " ".join('NOT BODY "absent %d"' % k for k in range(200))
+        started = time.monotonic()
+        c.send("s1 SEARCH %s BODY \"job 4321\"\r\ns2 NOOP\r\n" % keys)
+        answer = []
+
+        def read():
+            answer.append(c.read_until("s1"))
+            answer.append(time.monotonic() - started)
+            answer.append(c.read_until("s2"))
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        waits = []
+        while reader.is_alive() and len(answer) < 2:
+            t = time.monotonic()
+            m.noop()
+            waits.append(time.monotonic() - t)
+        reader.join()
+        (untagged, tagged), took, (_, tagged2) = answer
+        self.assertIn("s1 OK SEARCH completed", tagged)
+        self.assertEqual(numbers(untagged), [4322])
+        self.assertIn("s2 OK", tagged2)
+        self.assertGreaterEqual(len(waits), 3, "the search took %.3f s" % took)
+        self.assertLess(max(waits), took / 2, "NOOPs waited %s during a %.3f s search" % (
+            sorted(waits)[-3:], took))
+        m.logout()
         c.close()
 
 

@@ -81,9 +81,10 @@ static inline void *harness_run(void *arg)
 	return NULL;
 }
 
-/* Starts a server over a fresh store with the given auth callback (NULL allowed); the caller
- * ends it with harness_stop(). */
-static inline struct harness *harness_start_with(imap_auth_fn *auth)
+/* Starts a server over a fresh store with the given auth callback (NULL allowed) and the given
+ * time limit for searches on the search thread (0: the server's default); the caller ends it
+ * with harness_stop(). */
+static inline struct harness *harness_start_opts(imap_auth_fn *auth, unsigned search_ms)
 {
 	struct harness *h = calloc(1, sizeof *h);
 	assert_non_null(h);
@@ -93,12 +94,21 @@ static inline struct harness *harness_start_with(imap_auth_fn *auth)
 	struct store_report rep;
 	assert_int_equal(store_open(&so, &rep, &h->store), IMAPQ_OK);
 	assert_int_equal(loop_create(&h->loop), IMAPQ_OK);
-	struct imap_server_options o = {
-	    .loop = h->loop, .store = h->store, .auth = auth, .spool_dir = h->dir};
+	struct imap_server_options o = {.loop = h->loop,
+					.store = h->store,
+					.auth = auth,
+					.spool_dir = h->dir,
+					.search_ms = search_ms};
 	assert_int_equal(imap_server_create(&o, &h->server), IMAPQ_OK);
 	assert_int_equal(imap_server_listen(h->server, "127.0.0.1", 0, &h->port), IMAPQ_OK);
 	assert_int_equal(pthread_create(&h->thread, NULL, harness_run, h), 0);
 	return h;
+}
+
+/* Starts a server over a fresh store with the given auth callback (NULL allowed). */
+static inline struct harness *harness_start_with(imap_auth_fn *auth)
+{
+	return harness_start_opts(auth, 0);
 }
 
 /* Starts a server over a fresh store that accepts harness_auth's users. */

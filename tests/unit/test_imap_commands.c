@@ -653,6 +653,18 @@ static void test_fetch(void **state)
 	command_ok(c, "FETCH 1 (UID) (BOGUS 1)", "BAD Unknown FETCH modifier", NULL);
 	command_ok(c, "FETCH 1 (UID) (CHANGEDSINCE 0)", "BAD CHANGEDSINCE must be positive", NULL);
 	command_ok(c, "FETCH 1 (UID) CHANGEDSINCE", "BAD Invalid FETCH modifiers", NULL);
+	command_ok(c, "FETCH 1 (UID) (CHANGEDSINCE 1 CHANGEDSINCE 2)",
+		   "BAD CHANGEDSINCE given twice", NULL);
+	/* Partial fetches take two unsigned 32-bit numbers, the length not zero (RFC 3501 9). */
+	command_ok(c, "FETCH 3 (BODY.PEEK[TEXT]<4294967295.4294967295>)", "OK", &u);
+	assert_string_equal(u.v[0], "* 3 FETCH (BODY[TEXT]<4294967295> {0}\r\n)");
+	lines_free(&u);
+	command_ok(c, "FETCH 3 (BODY.PEEK[TEXT]<0.4294967296>)", "BAD", NULL);
+	command_ok(c, "FETCH 3 (BODY.PEEK[TEXT]<4294967296.1>)", "BAD", NULL);
+	command_ok(c, "FETCH 3 (BODY.PEEK[TEXT]<0.07>)", "BAD", NULL);
+	command_ok(c, "FETCH 3 (BODY.PEEK[TEXT]<0.0>)", "BAD", NULL);
+	command_ok(c, "FETCH 3 (BODY.PEEK[TEXT]<+1.7>)", "BAD", NULL);
+	command_ok(c, "FETCH 3 (BODY.PEEK[TEXT]<0.7>x)", "BAD", NULL);
 	/* On a read-only mailbox BODY[] does not set \Seen. */
 	command_ok(c, "EXAMINE INBOX", "OK", NULL);
 	command_ok(c, "FETCH 2 (BODY[])", "OK", NULL);
