@@ -79,8 +79,8 @@
 #define IMAPQ_MAX_NESTING 16
 /* Nesting of SEARCH keys (NOT, OR and groups): bounds the recursion of parsing and evaluation. */
 #define IMAPQ_MAX_SEARCH_DEPTH 64
-/* UIDs a SEARCH scan covers per hold of the store's lock, so other threads wait one step at most.
- */
+/* Messages a SEARCH scan or a FETCH covers per hold of the store's lock, so other threads wait
+ * one step at most and memory holds one step's messages. */
 #define IMAPQ_SEARCH_SCAN_STEP 16384
 /* Arguments per command, list members included: a STORE of every keyword or a large SEARCH fits
  * with room to spare, while one line cannot make the parser build an enormous tree. */

@@ -457,25 +457,30 @@ void cmd_fetch(struct cmd *c)
 		seqset_destroy(&f.out);
 		seqset_destroy(&f.want);
 	}
+	/* A page of messages at a time: the store's lock is held for one page, memory holds one,
+	 * and a reply cut at the output limit reads no further. */
 	struct fetch_list l = {.changedsince = since};
 	imapq_err err = IMAPQ_OK;
-	if (n > 0)
-		err = store_messages(store, s->view.id, ranges, n, collect_message, &l);
-	free(ranges);
-	if (err == IMAPQ_OK && l.failed)
-		err = IMAPQ_E_NOMEM;
-	bool with_modseq = since > 0;
+	bool with_modseq = since > 0, cut = false;
 	size_t done = 0;
-	for (; done < l.n && err == IMAPQ_OK; done++) {
-		if (buf_len(&s->out) >= IMAPQ_MAX_COMMAND_OUTPUT)
-			break;
-		err = fetch_one(c, &req, &l.items[done], with_modseq);
+	for (uint32_t from = n > 0 ? 1 : 0; from != 0 && err == IMAPQ_OK && !cut;) {
+		l.n = 0;
+		err = store_messages_page(store, s->view.id, ranges, n, from,
+					  IMAPQ_SEARCH_SCAN_STEP, collect_message, &l, &from);
+		if (err == IMAPQ_OK && l.failed)
+			err = IMAPQ_E_NOMEM;
+		for (size_t k = 0; k < l.n && err == IMAPQ_OK; k++, done++) {
+			cut = buf_len(&s->out) >= IMAPQ_MAX_COMMAND_OUTPUT;
+			if (cut)
+				break;
+			err = fetch_one(c, &req, &l.items[k], with_modseq);
+		}
 	}
-	bool cut = err == IMAPQ_OK && done < l.n;
+	free(ranges);
 	free(l.items);
 	if (cut) {
-		log_info(SERVER_LOG, "%s %s: FETCH reply cut after %zu of %zu messages", s->peer,
-			 c->tag, done, l.n);
+		log_info(SERVER_LOG, "%s %s: FETCH reply cut after %zu messages", s->peer, c->tag,
+			 done);
 		cmd_no(c, "LIMIT", "FETCH reply too large; fetch the rest in smaller sets");
 	} else if (err == IMAPQ_E_INVALID)
 		cmd_bad(c, "Invalid section");

@@ -298,7 +298,8 @@ static imapq_err eval_full(const struct search_node *n, const struct store_messa
 	}
 	case SEARCH_OP_NOT:
 		err = eval_full(n->u.list.kids[0], m, recent, src, r);
-		*r = !*r;
+		if (err == IMAPQ_OK) /* a failed read leaves the kid's answer unset */
+			*r = !*r;
 		return err;
 	default:
 		*r = false;

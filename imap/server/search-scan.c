@@ -1,4 +1,4 @@
-/* Scanning searches. Each step holds the store's lock for at most IMAPQ_SEARCH_SCAN_STEP UIDs
+/* Scanning searches. Each step holds the store's lock for at most IMAPQ_SEARCH_SCAN_STEP messages
  * while metadata decides what it can; the step's undecided messages then have their content
  * read with the lock free, so memory and lock hold stay bounded by one step however large the
  * mailbox. Every content read and every step checks the time limit and cancellation, so neither
@@ -197,46 +197,30 @@ static imapq_err step_finish(struct search_scan *sc)
 	return err;
 }
 
-/* Scans one UID range in steps of IMAPQ_SEARCH_SCAN_STEP UIDs, each starting at the next
- * message that exists. */
-static imapq_err scan_range(struct search_scan *sc, struct uid_range range)
-{
-	uint32_t last = range.hi < sc->uid_max ? range.hi : sc->uid_max;
-	uint32_t from = range.lo;
-	while (from != 0 && from <= last) {
-		uint32_t first;
-		imapq_err err = scan_check(sc);
-		if (err == IMAPQ_OK)
-			err = store_first_match(sc->store, sc->mailbox, 0, 0, from, &first);
-		if (err != IMAPQ_OK || first == 0 || first > last)
-			return err;
-		uint64_t end = (uint64_t)first + IMAPQ_SEARCH_SCAN_STEP - 1;
-		struct uid_range step = {first, end < last ? (uint32_t)end : last};
-		err = store_messages(sc->store, sc->mailbox, &step, 1, step_collect, sc);
-		if (err == IMAPQ_OK)
-			err = step_finish(sc);
-		if (err != IMAPQ_OK || step.hi == UINT32_MAX)
-			return err;
-		from = step.hi + 1;
-	}
-	return IMAPQ_OK;
-}
-
 /* The messages changed since a MODSEQ bound when there is one (the store finds those without
- * visiting the rest, in one step), else the plan's ranges or the whole mailbox. */
+ * visiting the rest, in one step), else the plan's ranges or the whole mailbox a page of
+ * IMAPQ_SEARCH_SCAN_STEP messages at a time. */
 static imapq_err scan_all(struct search_scan *sc)
 {
+	imapq_err err;
 	if (sc->plan.modseq_min > 0) {
-		imapq_err err = store_changed_since(sc->store, sc->mailbox, sc->plan.modseq_min - 1,
-						    step_collect, sc);
+		err = store_changed_since(sc->store, sc->mailbox, sc->plan.modseq_min - 1,
+					  step_collect, sc);
 		return err == IMAPQ_OK ? step_finish(sc) : err;
 	}
-	if (!sc->plan.has_ranges)
-		return scan_range(sc, (struct uid_range){1, sc->uid_max});
-	imapq_err err = IMAPQ_OK;
-	for (size_t r = 0; err == IMAPQ_OK && r < sc->plan.nranges; r++)
-		err = scan_range(sc, sc->plan.ranges[r]);
-	return err;
+	const struct uid_range *ranges = sc->plan.has_ranges ? sc->plan.ranges : NULL;
+	size_t n = sc->plan.has_ranges ? sc->plan.nranges : 0;
+	for (uint32_t from = 1; from != 0 && from <= sc->uid_max;) {
+		err = scan_check(sc);
+		if (err == IMAPQ_OK)
+			err = store_messages_page(sc->store, sc->mailbox, ranges, n, from,
+						  IMAPQ_SEARCH_SCAN_STEP, step_collect, sc, &from);
+		if (err == IMAPQ_OK)
+			err = step_finish(sc);
+		if (err != IMAPQ_OK)
+			return err;
+	}
+	return IMAPQ_OK;
 }
 
 void search_scan_run(struct search_scan *sc, const struct worker_job *job)

@@ -205,6 +205,13 @@ typedef void store_message_fn(void *ctx, const struct store_message *m);
 /* Calls fn for every message whose UID lies in ranges (all messages when n is 0), ascending. */
 imapq_err store_messages(struct store *s, uint32_t id, const struct uid_range *ranges, size_t n,
 			 store_message_fn *fn, void *ctx);
+/* The same a page at a time: calls fn for at most max messages with a UID >= from, ascending,
+ * holding the store's lock for those only, and sets *next_r to the UID to pass as from for the
+ * next page (0 when no message is left). For walks of any length that must not hold the lock
+ * throughout, or memory for every message. */
+imapq_err store_messages_page(struct store *s, uint32_t id, const struct uid_range *ranges,
+			      size_t n, uint32_t from, size_t max, store_message_fn *fn, void *ctx,
+			      uint32_t *next_r);
 /* Reads body bytes [offset, offset+len) of a message; *got_r is less than len at its end. */
 imapq_err store_body_read(struct store *s, uint32_t id, uint32_t uid, uint64_t offset, void *buf,
 			  size_t len, size_t *got_r);

@@ -179,6 +179,42 @@ imapq_err store_messages(struct store *s, uint32_t id, const struct uid_range *r
 	return mb ? IMAPQ_OK : IMAPQ_E_NONEXISTENT;
 }
 
+imapq_err store_messages_page(struct store *s, uint32_t id, const struct uid_range *ranges,
+			      size_t n, uint32_t from, size_t max, store_message_fn *fn, void *ctx,
+			      uint32_t *next_r)
+{
+	static const struct uid_range all = {0, UINT32_MAX};
+	*next_r = 0;
+	if (!store_ranges_valid(ranges, n) || !fn || max == 0)
+		return IMAPQ_E_INVALID;
+	if (n == 0) {
+		ranges = &all;
+		n = 1;
+	}
+	pthread_mutex_lock(&s->lock);
+	struct mailbox *mb = store_mailbox_by_id(s, id);
+	size_t seen = 0;
+	for (size_t i = 0; mb && from != 0 && i < n; i++) {
+		if (ranges[i].hi < from)
+			continue;
+		struct msgtable_cursor c;
+		const struct msg *m =
+		    msgtable_seek(mb->msgs, from > ranges[i].lo ? from : ranges[i].lo, &c);
+		for (; m && m->uid <= ranges[i].hi; m = msgtable_next(mb->msgs, &c)) {
+			if (seen == max) {
+				*next_r = m->uid;
+				from = 0; /* the page is full */
+				break;
+			}
+			struct store_message pm = store_public_msg(m);
+			fn(ctx, &pm);
+			seen++;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return mb ? IMAPQ_OK : IMAPQ_E_NONEXISTENT;
+}
+
 /* Looks up where a message's body lives. */
 static imapq_err body_where(struct store *s, uint32_t id, uint32_t uid, uint64_t *loc_r,
 			    uint32_t *size_r)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "imap/base/limits.h"
 #include "tests/unit/imap_harness.h"
 
 /* The capability list the server announces before login on loopback. */
@@ -672,6 +673,33 @@ static void test_fetch(void **state)
 	conn_close(&c);
 }
 
+/* A FETCH over more messages than one page of the store (IMAPQ_SEARCH_SCAN_STEP) answers every
+ * message once, in order, across the pages and a hole of expunged UIDs. */
+static void test_fetch_pages(void **state)
+{
+	struct harness *h = *state;
+	unsigned n = 2 * IMAPQ_SEARCH_SCAN_STEP + 100;
+	harness_fill(h, "INBOX", n);
+	harness_expunge(h, "INBOX", 10000, 20000);
+	struct conn *c = conn_select(h, "INBOX", NULL);
+	struct lines u = {0};
+	command_ok(c, "UID FETCH 5000:* (UID)", "OK FETCH completed", &u);
+	size_t k = 0;
+	for (uint32_t uid = 5000; uid <= n; uid++) {
+		if (uid >= 10000 && uid <= 20000)
+			continue;
+		char want[64];
+		snprintf(want, sizeof want, "* %u FETCH (UID %u)", uid < 10000 ? uid : uid - 10001,
+			 uid);
+		assert_true(k < u.n);
+		assert_string_equal(u.v[k], want);
+		k++;
+	}
+	assert_int_equal(k, u.n);
+	lines_free(&u);
+	conn_close(&c);
+}
+
 static void test_store(void **state)
 {
 	struct harness *h = *state;
@@ -1097,6 +1125,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_expunge, harness_setup, harness_teardown),
 	    cmocka_unit_test_setup_teardown(test_search, harness_setup, harness_teardown),
 	    cmocka_unit_test_setup_teardown(test_fetch, harness_setup, harness_teardown),
+	    cmocka_unit_test_setup_teardown(test_fetch_pages, harness_setup, harness_teardown),
 	    cmocka_unit_test_setup_teardown(test_store, harness_setup, harness_teardown),
 	    cmocka_unit_test_setup_teardown(test_store_silent, harness_setup, harness_teardown),
 	    cmocka_unit_test_setup_teardown(test_copy_and_move, harness_setup, harness_teardown),

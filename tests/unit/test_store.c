@@ -286,6 +286,72 @@ static void note_outcome(void *ctx, const struct store_message *m, enum store_fl
 	oc->o[oc->n++] = o;
 }
 
+/* Collects the UIDs a page visits. */
+struct page_uids {
+	uint32_t v[16];
+	size_t n;
+};
+
+static void page_collect(void *ctx, const struct store_message *m)
+{
+	struct page_uids *p = ctx;
+	assert_true(p->n < 16);
+	p->v[p->n++] = m->uid;
+}
+
+/* One page of store_messages_page(): its UIDs as text ("1 2 3 | next 4"). */
+static const char *page(struct store *s, uint32_t id, const struct uid_range *ranges, size_t n,
+			uint32_t from, size_t max)
+{
+	static char text[256];
+	struct page_uids p = {0};
+	uint32_t next = 7777;
+	assert_int_equal(store_messages_page(s, id, ranges, n, from, max, page_collect, &p, &next),
+			 IMAPQ_OK);
+	size_t len = 0;
+	for (size_t i = 0; i < p.n; i++)
+		len += (size_t)snprintf(text + len, sizeof text - len, "%u ", p.v[i]);
+	snprintf(text + len, sizeof text - len, "| next %u", next);
+	return text;
+}
+
+static void test_messages_page(void **state)
+{
+	struct store_fixture *f = *state;
+	struct store *s = f->s;
+	uint32_t id = fixture_mailbox(s, "paged");
+	for (int uid = 1; uid <= 9; uid++)
+		append_text(s, id, uid == 4 || uid == 5 ? STORE_DELETED : 0, "job");
+	struct uid_range gone = {4, 5};
+	uint64_t lsn;
+	assert_int_equal(store_expunge(s, id, &gone, 1, NULL, NULL, &lsn), IMAPQ_OK);
+	/* The whole mailbox (UIDs 1-3, 6-9) in pages of three. */
+	assert_string_equal(page(s, id, NULL, 0, 1, 3), "1 2 3 | next 6");
+	assert_string_equal(page(s, id, NULL, 0, 6, 3), "6 7 8 | next 9");
+	assert_string_equal(page(s, id, NULL, 0, 9, 3), "9 | next 0");
+	assert_string_equal(page(s, id, NULL, 0, 4, 3), "6 7 8 | next 9");
+	assert_string_equal(page(s, id, NULL, 0, 10, 3), "| next 0");
+	/* A page ends exactly at the last message: nothing is left. */
+	assert_string_equal(page(s, id, NULL, 0, 7, 3), "7 8 9 | next 0");
+	/* Ranges: pages run across them, and from skips what lies before it. */
+	struct uid_range r[] = {{2, 3}, {5, 6}, {8, 20}};
+	assert_string_equal(page(s, id, r, 3, 1, 2), "2 3 | next 6");
+	assert_string_equal(page(s, id, r, 3, 6, 2), "6 8 | next 9");
+	assert_string_equal(page(s, id, r, 3, 9, 2), "9 | next 0");
+	assert_string_equal(page(s, id, r, 3, 3, 10), "3 6 8 9 | next 0");
+	/* Refusals. */
+	uint32_t next;
+	struct page_uids p = {0};
+	assert_int_equal(store_messages_page(s, id, NULL, 0, 1, 0, page_collect, &p, &next),
+			 IMAPQ_E_INVALID);
+	struct uid_range backwards[] = {{5, 6}, {1, 2}};
+	assert_int_equal(store_messages_page(s, id, backwards, 2, 1, 4, page_collect, &p, &next),
+			 IMAPQ_E_INVALID);
+	assert_int_equal(store_messages_page(s, 9999, NULL, 0, 1, 4, page_collect, &p, &next),
+			 IMAPQ_E_NONEXISTENT);
+	assert_int_equal(p.n, 0);
+}
+
 static void test_conditional_store(void **state)
 {
 	struct store_fixture *f = *state;
@@ -787,6 +853,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_name_validation),
 	    cmocka_unit_test_setup_teardown(test_mailbox_lifecycle, store_fixture_setup,
+					    store_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_messages_page, store_fixture_setup,
 					    store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_uidvalidity_and_counters, store_fixture_setup,
 					    store_fixture_teardown),
