@@ -465,6 +465,17 @@ static void job_done(void *data)
 	session_resume(s);
 }
 
+/* The most messages a scan of prog can visit: those of the plan's ranges, or the mailbox's. */
+static uint64_t scan_bound(const struct session *s, const struct search_program *prog)
+{
+	struct search_plan plan;
+	search_program_plan(prog, &plan);
+	uint64_t span = 0;
+	for (size_t i = 0; plan.has_ranges && i < plan.nranges; i++)
+		span += (uint64_t)plan.ranges[i].hi - plan.ranges[i].lo + 1;
+	return plan.has_ranges && span < s->view.exists ? span : s->view.exists;
+}
+
 /* Runs a scanning search: on the loop when it is small and reads no content, else on the search
  * thread, the session reading no input until the answer (job_done), so commands pipelined after
  * the search run after it, in order. Takes prog. */
@@ -473,7 +484,7 @@ static void search_scan_start(struct cmd *c, struct search_program *prog, bool e
 {
 	struct session *s = c->s;
 	bool inline_run =
-	    !search_program_needs_content(prog) && s->view.exists <= IMAPQ_SEARCH_SCAN_STEP;
+	    !search_program_needs_content(prog) && scan_bound(s, prog) <= IMAPQ_SEARCH_SCAN_STEP;
 	const struct view *v = &s->view;
 	struct search_scan_view sv = {.mailbox = v->id,
 				      .uid_max = v->uid_max,

@@ -197,22 +197,20 @@ static imapq_err step_finish(struct search_scan *sc)
 	return err;
 }
 
-/* The messages changed since a MODSEQ bound when there is one (the store finds those without
- * visiting the rest, in one step), else the plan's ranges or the whole mailbox a page of
+/* The messages changed since a MODSEQ bound when there is one (the store skips unchanged ones
+ * without visiting them), else those in the plan's ranges or the whole mailbox, a page of
  * IMAPQ_SEARCH_SCAN_STEP messages at a time. */
 static imapq_err scan_all(struct search_scan *sc)
 {
-	imapq_err err;
-	if (sc->plan.modseq_min > 0) {
-		err = store_changed_since(sc->store, sc->mailbox, sc->plan.modseq_min - 1,
-					  step_collect, sc);
-		return err == IMAPQ_OK ? step_finish(sc) : err;
-	}
 	const struct uid_range *ranges = sc->plan.has_ranges ? sc->plan.ranges : NULL;
 	size_t n = sc->plan.has_ranges ? sc->plan.nranges : 0;
 	for (uint32_t from = 1; from != 0 && from <= sc->uid_max;) {
-		err = scan_check(sc);
-		if (err == IMAPQ_OK)
+		imapq_err err = scan_check(sc);
+		if (err == IMAPQ_OK && sc->plan.modseq_min > 0)
+			err = store_changed_since_page(
+			    sc->store, sc->mailbox, sc->plan.modseq_min - 1, from,
+			    IMAPQ_SEARCH_SCAN_STEP, step_collect, sc, &from);
+		else if (err == IMAPQ_OK)
 			err = store_messages_page(sc->store, sc->mailbox, ranges, n, from,
 						  IMAPQ_SEARCH_SCAN_STEP, step_collect, sc, &from);
 		if (err == IMAPQ_OK)

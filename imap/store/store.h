@@ -207,8 +207,9 @@ imapq_err store_messages(struct store *s, uint32_t id, const struct uid_range *r
 			 store_message_fn *fn, void *ctx);
 /* The same a page at a time: calls fn for at most max messages with a UID >= from, ascending,
  * holding the store's lock for those only, and sets *next_r to the UID to pass as from for the
- * next page (0 when no message is left). For walks of any length that must not hold the lock
- * throughout, or memory for every message. */
+ * next page (0 when no message is left). As above, n == 0 means every message; from must be at
+ * least 1. For walks of any length that must not hold the lock throughout, or memory for every
+ * message. */
 imapq_err store_messages_page(struct store *s, uint32_t id, const struct uid_range *ranges,
 			      size_t n, uint32_t from, size_t max, store_message_fn *fn, void *ctx,
 			      uint32_t *next_r);
@@ -303,6 +304,10 @@ imapq_err store_count_match(struct store *s, uint32_t id, uint64_t mask, uint64_
 /* Calls fn for every message whose mod-sequence is above modseq, ascending by UID. */
 imapq_err store_changed_since(struct store *s, uint32_t id, uint64_t modseq, store_message_fn *fn,
 			      void *ctx);
+/* The same a page at a time, as store_messages_page(): at most max messages with a UID >= from
+ * (from > 0), and *next_r the UID to continue from (0 when no changed message is left). */
+imapq_err store_changed_since_page(struct store *s, uint32_t id, uint64_t modseq, uint32_t from,
+				   size_t max, store_message_fn *fn, void *ctx, uint32_t *next_r);
 typedef void store_range_fn(void *ctx, uint32_t lo, uint32_t hi);
 /* Calls fn with the UIDs expunged after modseq as ascending, disjoint ranges. The answer may
  * include UIDs expunged earlier (RFC 7162 allows a superset) but never misses one and never names

@@ -193,10 +193,17 @@ imapq_err store_messages_page(struct store *s, uint32_t id, const struct uid_ran
 	}
 	pthread_mutex_lock(&s->lock);
 	struct mailbox *mb = store_mailbox_by_id(s, id);
+	/* The first range that reaches from. */
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (ranges[mid].hi < from)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	size_t seen = 0;
-	for (size_t i = 0; mb && from != 0 && i < n; i++) {
-		if (ranges[i].hi < from)
-			continue;
+	for (size_t i = lo; mb && from != 0 && i < n; i++) {
 		struct msgtable_cursor c;
 		const struct msg *m =
 		    msgtable_seek(mb->msgs, from > ranges[i].lo ? from : ranges[i].lo, &c);
@@ -705,21 +712,41 @@ imapq_err store_count_match(struct store *s, uint32_t id, uint64_t mask, uint64_
 	return err;
 }
 
+/* Calls fn for at most max messages changed after modseq with a UID >= from; returns the UID of
+ * the next one (0 when none is left). Caller holds the lock. */
+static uint32_t changed_walk(const struct mailbox *mb, uint64_t modseq, uint32_t from, size_t max,
+			     store_message_fn *fn, void *ctx)
+{
+	struct msgtable_cursor c;
+	if (msgtable_seek(mb->msgs, from, &c) == NULL)
+		return 0;
+	size_t seen = 0;
+	for (const struct msg *m; (m = msgtable_changed_next(mb->msgs, modseq, &c)); c.slot++) {
+		if (seen++ == max)
+			return m->uid;
+		struct store_message pm = store_public_msg(m);
+		fn(ctx, &pm);
+	}
+	return 0;
+}
+
 imapq_err store_changed_since(struct store *s, uint32_t id, uint64_t modseq, store_message_fn *fn,
 			      void *ctx)
 {
-	if (!fn)
+	uint32_t next;
+	return store_changed_since_page(s, id, modseq, 1, SIZE_MAX, fn, ctx, &next);
+}
+
+imapq_err store_changed_since_page(struct store *s, uint32_t id, uint64_t modseq, uint32_t from,
+				   size_t max, store_message_fn *fn, void *ctx, uint32_t *next_r)
+{
+	*next_r = 0;
+	if (!fn || max == 0 || from == 0)
 		return IMAPQ_E_INVALID;
 	pthread_mutex_lock(&s->lock);
 	struct mailbox *mb = store_mailbox_by_id(s, id);
-	if (mb) {
-		struct msgtable_cursor c = {0};
-		for (const struct msg *m; (m = msgtable_changed_next(mb->msgs, modseq, &c));
-		     c.slot++) {
-			struct store_message pm = store_public_msg(m);
-			fn(ctx, &pm);
-		}
-	}
+	if (mb)
+		*next_r = changed_walk(mb, modseq, from, max, fn, ctx);
 	pthread_mutex_unlock(&s->lock);
 	return mb ? IMAPQ_OK : IMAPQ_E_NONEXISTENT;
 }

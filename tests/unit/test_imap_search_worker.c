@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "imap/base/limits.h"
 #include "tests/unit/imap_harness.h"
 #include "tests/unit/test_gate.h"
 #include "imap/store/journal-private.h"
@@ -107,6 +108,45 @@ static void test_disconnect_mid_search(void **state)
 	conn_close(&b);
 }
 
+/* Scans on the search thread over more messages than one page of the store, with UID ranges, a
+ * MODSEQ bound and a content key: each answer counts every page. */
+static void test_scans_across_pages(void **state)
+{
+	struct harness *h = *state;
+	uint32_t n = 2 * IMAPQ_SEARCH_SCAN_STEP + 100;
+	harness_fill(h, "INBOX", n);
+	uint64_t since = harness_modseq(h, "INBOX", n);
+	uint32_t changed[] = {5, 20000, n - 1};
+	for (size_t i = 0; i < 3; i++)
+		harness_flags(h, "INBOX", changed[i], STORE_FLAGS_ADD, STORE_FLAGGED);
+	struct conn *c = conn_select(h, "INBOX", NULL);
+	char cmd[256], want[256];
+	struct lines u = {0};
+	command_ok(c, "UID SEARCH RETURN (COUNT MIN MAX) LARGER 0", "OK", &u);
+	snprintf(want, sizeof want, "* ESEARCH (TAG \"t3\") UID MIN 1 MAX %u COUNT %u", n, n);
+	assert_line(&u, want);
+	lines_free(&u);
+	command_ok(c, "UID SEARCH RETURN (COUNT MIN MAX) UID 100:20000,30000:* LARGER 0", "OK", &u);
+	snprintf(want, sizeof want, "* ESEARCH (TAG \"t4\") UID MIN 100 MAX %u COUNT %u", n,
+		 19901 + n - 30000 + 1);
+	assert_line(&u, want);
+	lines_free(&u);
+	snprintf(cmd, sizeof cmd, "UID SEARCH MODSEQ %llu LARGER 0", (unsigned long long)since + 1);
+	command_ok(c, cmd, "OK", &u);
+	snprintf(want, sizeof want, "* SEARCH 5 20000 %u (MODSEQ ", n - 1);
+	assert_true(lines_find(&u, want) >= 0); /* after CONDSTORE's HIGHESTMODSEQ */
+	lines_free(&u);
+	snprintf(cmd, sizeof cmd, "UID SEARCH UID 6:* MODSEQ %llu NOT FLAGGED",
+		 (unsigned long long)since + 1);
+	command_ok(c, cmd, "OK", &u);
+	assert_line(&u, "* SEARCH");
+	lines_free(&u);
+	command_ok(c, "UID SEARCH RETURN (COUNT) UID 16000:17000 BODY payload", "OK", &u);
+	assert_line(&u, "* ESEARCH (TAG \"t7\") UID COUNT 1001");
+	lines_free(&u);
+	conn_close(&c);
+}
+
 /* Builds "SEARCH" and n NOT BODY keys that match nothing in the tests' messages. */
 static void many_keys(char *cmd, size_t cap, int n)
 {
@@ -182,6 +222,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_others_run_while_content_is_read, harness_setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_disconnect_mid_search, harness_setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_scans_across_pages, harness_setup, teardown),
 	    cmocka_unit_test(test_time_limit),
 	    cmocka_unit_test(test_time_limit_inside_one_message),
 	};

@@ -299,20 +299,26 @@ static void page_collect(void *ctx, const struct store_message *m)
 	p->v[p->n++] = m->uid;
 }
 
-/* One page of store_messages_page(): its UIDs as text ("1 2 3 | next 4"). */
+/* A page's UIDs and next as text ("1 2 3 | next 4"). */
+static const char *page_text(const struct page_uids *p, uint32_t next)
+{
+	static char text[256];
+	size_t len = 0;
+	for (size_t i = 0; i < p->n; i++)
+		len += (size_t)snprintf(text + len, sizeof text - len, "%u ", p->v[i]);
+	snprintf(text + len, sizeof text - len, "| next %u", next);
+	return text;
+}
+
+/* One page of store_messages_page() as text. */
 static const char *page(struct store *s, uint32_t id, const struct uid_range *ranges, size_t n,
 			uint32_t from, size_t max)
 {
-	static char text[256];
 	struct page_uids p = {0};
 	uint32_t next = 7777;
 	assert_int_equal(store_messages_page(s, id, ranges, n, from, max, page_collect, &p, &next),
 			 IMAPQ_OK);
-	size_t len = 0;
-	for (size_t i = 0; i < p.n; i++)
-		len += (size_t)snprintf(text + len, sizeof text - len, "%u ", p.v[i]);
-	snprintf(text + len, sizeof text - len, "| next %u", next);
-	return text;
+	return page_text(&p, next);
 }
 
 static void test_messages_page(void **state)
@@ -350,6 +356,53 @@ static void test_messages_page(void **state)
 	assert_int_equal(store_messages_page(s, 9999, NULL, 0, 1, 4, page_collect, &p, &next),
 			 IMAPQ_E_NONEXISTENT);
 	assert_int_equal(p.n, 0);
+}
+
+/* One page of store_changed_since_page() as text. */
+static const char *changed_page(struct store *s, uint32_t id, uint64_t modseq, uint32_t from,
+				size_t max)
+{
+	struct page_uids p = {0};
+	uint32_t next = 7777;
+	assert_int_equal(
+	    store_changed_since_page(s, id, modseq, from, max, page_collect, &p, &next), IMAPQ_OK);
+	return page_text(&p, next);
+}
+
+static void test_changed_since_page(void **state)
+{
+	struct store_fixture *f = *state;
+	struct store *s = f->s;
+	uint32_t id = fixture_mailbox(s, "changes");
+	for (int i = 0; i < 200; i++)
+		append_text(s, id, 0, "job");
+	uint64_t since = modseq_of(s, id, 200);
+	/* Changes spread over the table's blocks, one of them twice. */
+	uint32_t changed[] = {3, 64, 65, 130, 199};
+	for (size_t i = 0; i < 5; i++) {
+		struct uid_range r = {changed[i], changed[i]};
+		assert_int_equal(
+		    store_flags(s, id, &r, 1, STORE_FLAGS_ADD, STORE_SEEN, NULL, NULL, NULL, NULL),
+		    IMAPQ_OK);
+	}
+	struct uid_range again = {64, 64};
+	assert_int_equal(
+	    store_flags(s, id, &again, 1, STORE_FLAGS_ADD, STORE_FLAGGED, NULL, NULL, NULL, NULL),
+	    IMAPQ_OK);
+	assert_string_equal(changed_page(s, id, since, 1, 2), "3 64 | next 65");
+	assert_string_equal(changed_page(s, id, since, 65, 2), "65 130 | next 199");
+	assert_string_equal(changed_page(s, id, since, 199, 2), "199 | next 0");
+	assert_string_equal(changed_page(s, id, since, 66, 10), "130 199 | next 0");
+	assert_string_equal(changed_page(s, id, since, 200, 10), "| next 0");
+	assert_string_equal(changed_page(s, id, modseq_of(s, id, 199), 1, 10), "64 | next 0");
+	uint32_t next;
+	struct page_uids p = {0};
+	assert_int_equal(store_changed_since_page(s, id, since, 0, 4, page_collect, &p, &next),
+			 IMAPQ_E_INVALID);
+	assert_int_equal(store_changed_since_page(s, id, since, 1, 0, page_collect, &p, &next),
+			 IMAPQ_E_INVALID);
+	assert_int_equal(store_changed_since_page(s, 9999, since, 1, 4, page_collect, &p, &next),
+			 IMAPQ_E_NONEXISTENT);
 }
 
 static void test_conditional_store(void **state)
@@ -855,6 +908,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_mailbox_lifecycle, store_fixture_setup,
 					    store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_messages_page, store_fixture_setup,
+					    store_fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_changed_since_page, store_fixture_setup,
 					    store_fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_uidvalidity_and_counters, store_fixture_setup,
 					    store_fixture_teardown),
