@@ -35,6 +35,22 @@ static char *copyuid_code(uint32_t uidvalidity, const struct copy_map *m)
 	return code;
 }
 
+/* The messages of the mailbox in ranges (UIDs, ascending): live ones up to each end, less those
+ * below its start. */
+static uint64_t count_in_ranges(struct store *store, uint32_t id, const struct uid_range *ranges,
+				size_t n)
+{
+	uint64_t count = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t hi = 0, below = 0;
+		store_seq_of_uid(store, id, ranges[i].hi, &hi);
+		if (ranges[i].lo > 1)
+			store_seq_of_uid(store, id, ranges[i].lo - 1, &below);
+		count += hi > below ? hi - below : 0;
+	}
+	return count;
+}
+
 /* Shared body of COPY and MOVE. */
 static void do_copy(struct cmd *c, bool move)
 {
@@ -64,6 +80,16 @@ static void do_copy(struct cmd *c, bool move)
 	size_t n;
 	if (!cmd_arg_set(c, &c->args[0], c->uid, &ranges, &n))
 		return;
+	/* One command copies under one hold of the store's lock and one journal group: bounded,
+	 * so that it never stalls every other client for long. */
+	if (count_in_ranges(store, s->view.id, ranges, n) > IMAPQ_MAX_COPY_MESSAGES) {
+		free(ranges);
+		char text[128];
+		snprintf(text, sizeof text, "%s at most %u messages at once; split the set",
+			 move ? "MOVE" : "COPY", (unsigned)IMAPQ_MAX_COPY_MESSAGES);
+		cmd_no(c, "LIMIT", text);
+		return;
+	}
 	struct copy_map m = {0};
 	if (seqset_create(&m.src) != IMAPQ_OK || seqset_create(&m.dst) != IMAPQ_OK)
 		err = IMAPQ_E_NOMEM;

@@ -473,6 +473,39 @@ class HostileTest(harness.DaemonTestCase):
         self.assertIn("FETCH reply cut after", self.log())
         self.assert_in_sync(c)
 
+    def test_copy_limit(self):
+        """One COPY or MOVE copies at most IMAPQ_MAX_COPY_MESSAGES (100,000) messages, counted
+        over the whole set: a larger set gets NO [LIMIT] and copies nothing; a set at the limit
+        copies."""
+        for q in ("many", "many-copy"):
+            self.assertEqual(self.request("PUT", "/v1/queues/" + q)[0], 201)
+        batch = json.dumps({"messages": [{"body": "j"}] * 1000}).encode()
+        for _ in range(100):
+            status, _ = self.request("POST", "/v1/queues/many/messages", batch)
+            self.assertEqual(status, 201)
+        self.assertEqual(self.request("POST", "/v1/queues/many/messages", b'{"body":"j"}')[0],
+                         201)
+        c = self.raw()
+        c.sock.settimeout(60)
+        c.command("SELECT many")
+        for cmd in ("UID COPY 1:* many-copy", "UID MOVE 1:50000,50001:* many-copy",
+                    "COPY 1,2:100001 many-copy"):
+            _, tagged = c.command(cmd, tag="big")
+            self.assertEqual(tagged, "big NO [LIMIT] %s at most 100000 messages at once; split "
+                             "the set" % cmd.replace("UID ", "").split()[0], cmd)
+        def ready():
+            status, reply = self.request("GET", "/v1/queues/many-copy")
+            self.assertEqual(status, 200, reply)
+            return reply["stats"]["ready"]
+
+        self.assertEqual(ready(), 0)
+        _, tagged = c.command("UID COPY 2:* many-copy", tag="ok")
+        self.assertRegex(tagged, r"^ok OK \[COPYUID \d+ 2:100001 1:100000\] COPY completed$")
+        _, tagged = c.command("UID MOVE 1 many-copy", tag="ok")
+        self.assertIn("ok OK MOVE completed", tagged)
+        self.assertEqual(ready(), 100001)
+        self.assert_in_sync(c)
+
     def test_non_reading_idle(self):
         """A client IDLEs and reads nothing while another changes every message again and
         again: the server stops queueing updates at the output limit and catches up in one go
