@@ -80,7 +80,7 @@ static void change_hook(void *arg, uint32_t id)
 		loop_post(server->opts.loop, on_change, server);
 }
 
-/* Ends sessions that stayed silent past their timeout. */
+/* Ends sessions that stayed silent past their timeout, and keeps the others' views current. */
 static void on_tick(void *arg)
 {
 	struct imap_server *server = arg;
@@ -110,6 +110,11 @@ static void on_tick(void *arg)
 			log_info(SERVER_LOG, "%s: idle timeout", s->peer);
 			session_lit(s, "* BYE Autologout; idle for too long\r\n");
 			session_close_after_output(s);
+			session_seal(s);
+		} else if (!s->closing && (s->state & STATE_SELECTED) && !view_load_expunges(s)) {
+			/* Loading them each tick (without announcing) keeps a session between
+			 * commands from falling behind the expunge history, which folds its oldest
+			 * half past EXPUNGE_LOG_MAX_RUNS runs. */
 			session_seal(s);
 		}
 		if (session_done(s))

@@ -321,6 +321,10 @@ static void collect_expunge(void *arg, const struct msg *m)
 static imapq_err expunge_uids(struct store *s, struct mailbox *mb, const uint32_t *uids, size_t n,
 			      store_uid_fn *fn, void *ctx, uint64_t *lsn_r)
 {
+	/* One expunge, one mod-sequence: the expunge history then keeps a run per stretch of
+	 * adjacent UIDs, not one per message, so an EXPUNGE of a million messages does not push
+	 * the history of every selected session out. */
+	uint64_t modseq = n > 0 ? mb->highestmodseq + 1 : 0;
 	for (size_t i = 0; i < n;) {
 		size_t count = n - i < STORE_RECORD_MAX_ENTRIES ? n - i : STORE_RECORD_MAX_ENTRIES;
 		struct store_buf b = {0};
@@ -328,7 +332,7 @@ static imapq_err expunge_uids(struct store *s, struct mailbox *mb, const uint32_
 		store_buf_u32(&b, (uint32_t)count);
 		for (size_t k = 0; k < count; k++) {
 			store_buf_u32(&b, uids[i + k]);
-			store_buf_u64(&b, mb->highestmodseq + 1 + k);
+			store_buf_u64(&b, modseq);
 		}
 		imapq_err err = store_buf_failed(&b)
 				    ? IMAPQ_E_NOMEM
@@ -337,8 +341,8 @@ static imapq_err expunge_uids(struct store *s, struct mailbox *mb, const uint32_
 		store_buf_free(&b);
 		if (err != IMAPQ_OK)
 			return err;
+		mb->highestmodseq = modseq;
 		for (size_t k = 0; k < count; k++) {
-			uint64_t modseq = ++mb->highestmodseq;
 			store_msg_remove(s, mb, uids[i + k], modseq, NULL);
 			store_segment_note_expunge(s, mb, s->active_segment, uids[i + k], modseq);
 			if (fn)

@@ -53,7 +53,7 @@ struct conn {
 	struct harness *h;
 	int fd;
 	char *in;
-	size_t len, cap;
+	size_t off, len, cap; /* unread input: in[off .. off + len) */
 	unsigned next_tag;
 };
 
@@ -244,6 +244,11 @@ static inline uint64_t line_number(const char *text, const char *key)
 /* Reads more bytes into the connection's buffer; fails the test on timeout or close. */
 static inline void conn_fill(struct conn *c)
 {
+	if (c->off > 0 && c->off + c->len + 4096 > c->cap) {
+		/* Reads take from the front without moving the rest; compact only here. */
+		memmove(c->in, c->in + c->off, c->len);
+		c->off = 0;
+	}
 	if (c->len + 4096 > c->cap) {
 		c->cap = c->cap ? c->cap * 2 : 16384;
 		c->in = realloc(c->in, c->cap);
@@ -251,7 +256,7 @@ static inline void conn_fill(struct conn *c)
 	}
 	ssize_t n;
 	do {
-		n = recv(c->fd, c->in + c->len, c->cap - c->len, 0);
+		n = recv(c->fd, c->in + c->off + c->len, c->cap - c->off - c->len, 0);
 	} while (n < 0 && errno == EINTR);
 	if (n <= 0)
 		fail_msg("connection %s while reading", n == 0 ? "closed" : "timed out");
@@ -266,7 +271,7 @@ static inline bool conn_closed(struct conn *c)
 	char b;
 	ssize_t n = recv(c->fd, &b, 1, 0);
 	if (n == 1) {
-		c->len = 0;
+		c->len = c->off = 0;
 		if (c->cap == 0) {
 			c->cap = 16384;
 			c->in = malloc(c->cap);
@@ -282,9 +287,11 @@ static inline void conn_take(struct conn *c, char *dst, size_t n)
 {
 	while (c->len < n)
 		conn_fill(c);
-	memcpy(dst, c->in, n);
-	memmove(c->in, c->in + n, c->len - n);
+	memcpy(dst, c->in + c->off, n);
+	c->off += n;
 	c->len -= n;
+	if (c->len == 0)
+		c->off = 0;
 }
 
 /* Reads one response line (without its final CRLF); a literal {N} at a line's end is read and
@@ -294,12 +301,12 @@ static inline char *conn_line(struct conn *c)
 	char *out = NULL;
 	size_t olen = 0;
 	for (;;) {
-		char *lf = c->len > 0 ? memchr(c->in, '\n', c->len) : NULL;
+		char *lf = c->len > 0 ? memchr(c->in + c->off, '\n', c->len) : NULL;
 		while (lf == NULL) {
 			conn_fill(c);
-			lf = memchr(c->in, '\n', c->len);
+			lf = memchr(c->in + c->off, '\n', c->len);
 		}
-		size_t n = (size_t)(lf - c->in) + 1;
+		size_t n = (size_t)(lf - (c->in + c->off)) + 1;
 		out = realloc(out, olen + n + 1);
 		assert_non_null(out);
 		conn_take(c, out + olen, n);
@@ -490,9 +497,10 @@ static inline uint32_t harness_mailbox(struct harness *h, const char *name)
 	return id;
 }
 
-/* Appends message n to a mailbox with the given flags; returns its UID. */
-static inline uint32_t harness_append(struct harness *h, const char *mailbox, uint64_t flags,
-				      unsigned n)
+/* Appends message n to a mailbox with the given flags; returns its UID. With lsn_r the append
+ * is not waited for (store_wait(*lsn_r) does that), else it is durable on return. */
+static inline uint32_t harness_append_lsn(struct harness *h, const char *mailbox, uint64_t flags,
+					  unsigned n, uint64_t *lsn_r)
 {
 	char text[512];
 	harness_message(text, sizeof text, n);
@@ -501,16 +509,27 @@ static inline uint32_t harness_append(struct harness *h, const char *mailbox, ui
 	uint32_t uid;
 	uint64_t modseq;
 	assert_int_equal(store_append(h->store, harness_mailbox(h, mailbox), flags, 1700000000, &b,
-				      &uid, &modseq, NULL),
+				      &uid, &modseq, lsn_r),
 			 IMAPQ_OK);
 	return uid;
+}
+
+/* Appends message n to a mailbox with the given flags, durably; returns its UID. */
+static inline uint32_t harness_append(struct harness *h, const char *mailbox, uint64_t flags,
+				      unsigned n)
+{
+	return harness_append_lsn(h, mailbox, flags, n, NULL);
 }
 
 /* Appends count messages numbered from 1. */
 static inline void harness_fill(struct harness *h, const char *mailbox, unsigned count)
 {
+	/* One wait for durability at the end, not one per message. */
+	uint64_t lsn = 0;
 	for (unsigned i = 1; i <= count; i++)
-		harness_append(h, mailbox, 0, i);
+		harness_append_lsn(h, mailbox, 0, i, &lsn);
+	if (count > 0)
+		assert_int_equal(store_wait(h->store, lsn), IMAPQ_OK);
 }
 
 /* Sets (op) flags on one message, as another client would. */

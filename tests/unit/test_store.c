@@ -185,13 +185,14 @@ static void test_uidvalidity_and_counters(void **state)
 	assert_int_equal(store_mailbox_status(f->s, id, &st), IMAPQ_OK);
 	assert_int_equal(st.messages, 0);
 	assert_int_equal(st.uidnext, 6);
-	assert_int_equal(st.highestmodseq, 11);
+	/* One expunge of five messages takes one mod-sequence. */
+	assert_int_equal(st.highestmodseq, 7);
 	reopen(f, 0);
 	assert_int_equal(store_mailbox_status(f->s, id, &st), IMAPQ_OK);
 	assert_int_equal(st.uidnext, 6);
-	assert_int_equal(st.highestmodseq, 11);
+	assert_int_equal(st.highestmodseq, 7);
 	assert_int_equal(append_text(f->s, id, 0, "y"), 6);
-	assert_int_equal(modseq_of(f->s, id, 6), 12);
+	assert_int_equal(modseq_of(f->s, id, 6), 8);
 }
 
 static void test_append_and_read(void **state)
@@ -721,8 +722,9 @@ static void test_vanished_and_changed(void **state)
 		assert_int_equal(store_expunge(s, id, NULL, 0, note_uid, &ex, NULL), IMAPQ_OK);
 		struct store_mailbox_status st;
 		assert_int_equal(store_mailbox_status(s, id, &st), IMAPQ_OK);
+		/* One expunge, one mod-sequence for all its messages. */
 		for (size_t i = 0; i < ex.n; i++)
-			exp_at[ex.v[i]] = st.highestmodseq - (ex.n - 1 - i);
+			exp_at[ex.v[i]] = st.highestmodseq;
 	}
 	struct store_mailbox_status st;
 	assert_int_equal(store_mailbox_status(s, id, &st), IMAPQ_OK);
