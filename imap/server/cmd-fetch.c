@@ -336,9 +336,17 @@ static imapq_err fetch_one(struct cmd *c, const struct fetch_request *r, struct 
 	}
 	session_lit(s, ")\r\n");
 	mail_free(&mail);
-	if (err != IMAPQ_OK)
+	if (err != IMAPQ_OK) {
 		buf_truncate(&s->out, mark); /* never half a response */
-	return err;
+		return err;
+	}
+	/* A change by another client that this response showed in full (flags, and the
+	 * mod-sequence once CONDSTORE is on) is not repeated by the sync after the command. */
+	bool shown = (r->has_flags || add_flags) &&
+		     (r->has_modseq || with_modseq || !(s->enabled & ENABLED_CONDSTORE));
+	if (shown && m->modseq > s->view.modseq)
+		view_note_echo(s, m->uid, m->modseq);
+	return IMAPQ_OK;
 }
 
 struct fetch_list {

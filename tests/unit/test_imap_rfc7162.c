@@ -431,6 +431,33 @@ static void test_3_1_4_1_example12_changedsince(void **state)
 	conn_close(&c);
 }
 
+/* A change by another client that a FETCH shows in full is not shown again by the sync after
+ * it; one the FETCH shows without its mod-sequence (CONDSTORE on) still is, with it. */
+static void test_fetch_does_not_repeat_changes(void **state)
+{
+	struct harness *h = *state;
+	harness_fill(h, "INBOX", 3);
+	struct conn *c = conn_select(h, "INBOX", NULL);
+	struct lines u = {0};
+	char cmd[96];
+	harness_flags(h, "INBOX", 2, STORE_FLAGS_ADD, STORE_FLAGGED);
+	command_ok(c, "FETCH 1:3 (FLAGS)", "OK", &u);
+	assert_int_equal(lines_count(&u, "* 2 FETCH"), 1);
+	lines_free(&u);
+	uint64_t since = hms(h, "INBOX");
+	harness_flags(h, "INBOX", 3, STORE_FLAGS_ADD, STORE_SEEN);
+	command_ok(c, fmt(cmd, sizeof cmd, "UID FETCH 1:* (FLAGS) (CHANGEDSINCE %llu)", since),
+		   "OK", &u);
+	assert_int_equal(lines_count(&u, "* 3 FETCH"), 1);
+	lines_free(&u);
+	harness_flags(h, "INBOX", 1, STORE_FLAGS_ADD, STORE_SEEN);
+	command_ok(c, "FETCH 1 (FLAGS)", "OK", &u);
+	assert_int_equal(lines_count(&u, "* 1 FETCH"), 2);
+	assert_int_equal(lines_count_sub(&u, "MODSEQ ("), 1);
+	lines_free(&u);
+	conn_close(&c);
+}
+
 /* 3.1.4.2 Example 13: "C: a FETCH 1:3 (MODSEQ)". */
 static void test_3_1_4_2_example13_fetch_modseq(void **state)
 {
@@ -1107,6 +1134,7 @@ int main(void)
 	    T(test_3_1_3_example10_unsolicited_fetch),
 	    T(test_3_1_3_example11_expunged_and_modified),
 	    T(test_3_1_3_duplicate_message_in_set),
+	    T(test_fetch_does_not_repeat_changes),
 	    T(test_3_1_4_1_example12_changedsince),
 	    T(test_3_1_4_2_example13_fetch_modseq),
 	    T(test_3_1_4_2_example14_other_sessions),
