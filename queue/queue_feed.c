@@ -136,8 +136,8 @@ imapq_err queue_changes_page(struct queue_service *qs, const char *name, uint64_
 		heap_swap(h.v, 0, k - 1);
 		heap_sift_down(h.v, k - 1, 0);
 	}
-	/* Every change takes its own mod-sequence (docs/store.md), so none shares the last one's
-	 * and a page may end at any change. */
+	/* Every listed change has its own mod-sequence (docs/store.md; removals, which may share
+	 * one, are taken whole by range), so a page may end at any change. */
 	page_r->highestmodseq = st.highestmodseq;
 	page_r->more = h.offered > h.n;
 	if (page_r->more) {

@@ -259,7 +259,6 @@ static imapq_err fetch_one(struct cmd *c, const struct fetch_request *r, struct 
 			return err;
 		if (store_message_get(store, s->view.id, m->uid, m) != IMAPQ_OK)
 			return IMAPQ_OK;
-		view_note_echo(s, m->uid, m->modseq);
 		add_flags = !r->has_flags;
 		/* The implicit change is reported like a STORE's, with UID and MODSEQ (RFC 7162).
 		 */
@@ -340,8 +339,9 @@ static imapq_err fetch_one(struct cmd *c, const struct fetch_request *r, struct 
 		buf_truncate(&s->out, mark); /* never half a response */
 		return err;
 	}
-	/* A change by another client that this response showed in full (flags, and the
-	 * mod-sequence once CONDSTORE is on) is not repeated by the sync after the command. */
+	/* A change this response showed in full (flags, and the mod-sequence once CONDSTORE is
+	 * on), its own implicit \Seen or another client's, is not repeated by the sync after the
+	 * command. */
 	bool shown = (r->has_flags || add_flags) &&
 		     (r->has_modseq || with_modseq || !(s->enabled & ENABLED_CONDSTORE));
 	if (shown && m->modseq > s->view.modseq)

@@ -31,26 +31,6 @@ bool view_is_pending(const struct session *s, uint32_t uid)
 	return i < v->npending && v->pending[i] == uid;
 }
 
-/* Inserts uid into the pending list, keeping it sorted. */
-static bool pending_insert(struct view *v, uint32_t uid)
-{
-	size_t i = pending_lower_bound(v, uid);
-	if (i < v->npending && v->pending[i] == uid)
-		return true;
-	if (v->npending == v->cappending) {
-		size_t cap = v->cappending ? v->cappending * 2 : 16;
-		uint32_t *p = realloc(v->pending, cap * sizeof *p);
-		if (p == NULL)
-			return false;
-		v->pending = p;
-		v->cappending = cap;
-	}
-	memmove(v->pending + i + 1, v->pending + i, (v->npending - i) * sizeof *v->pending);
-	v->pending[i] = uid;
-	v->npending++;
-	return true;
-}
-
 /* Live messages in the store with a UID at most uid. */
 static uint32_t store_rank(struct session *s, uint32_t uid)
 {
@@ -262,9 +242,11 @@ static void collect_change(void *ctx, const struct store_message *m)
 		l->failed = true;
 }
 
+/* The UIDs of an expunge history answer within the view, ascending. */
 struct expunge_list {
-	struct view *v;
 	uint32_t uid_max;
+	uint32_t *v;
+	size_t n, cap;
 	bool failed;
 };
 
@@ -275,10 +257,36 @@ static void collect_expunged(void *ctx, uint32_t lo, uint32_t hi)
 		return;
 	if (hi > l->uid_max)
 		hi = l->uid_max;
-	for (uint64_t uid = lo; uid <= hi; uid++) {
-		if (!pending_insert(l->v, (uint32_t)uid))
+	for (uint64_t uid = lo; uid <= hi && !l->failed; uid++) {
+		uint32_t u = (uint32_t)uid;
+		if (!vec_push((void **)&l->v, &l->n, &l->cap, sizeof u, &u))
 			l->failed = true;
 	}
+}
+
+/* Merges the ascending UIDs add into the pending list in one pass (an expunge of a million
+ * messages must not insert them one by one); false when out of memory. */
+static bool pending_merge(struct view *v, const uint32_t *add, size_t nadd)
+{
+	if (nadd == 0)
+		return true;
+	size_t cap = v->npending + nadd;
+	uint32_t *out = malloc(cap * sizeof *out);
+	if (out == NULL)
+		return false;
+	size_t i = 0, j = 0, n = 0;
+	while (i < v->npending || j < nadd) {
+		uint32_t next = j == nadd || (i < v->npending && v->pending[i] <= add[j])
+				    ? v->pending[i++]
+				    : add[j++];
+		if (n == 0 || out[n - 1] != next)
+			out[n++] = next;
+	}
+	free(v->pending);
+	v->pending = out;
+	v->npending = n;
+	v->cappending = cap;
+	return true;
 }
 
 /* Announces pending expunges as EXPUNGE (or VANISHED with QRESYNC) and forgets them. */
@@ -335,8 +343,15 @@ bool view_load_expunges(struct session *s)
 	if (st.highestmodseq <= v->xmodseq)
 		return true;
 	size_t before = v->npending;
-	struct expunge_list el = {.v = v, .uid_max = v->uid_max};
-	imapq_err err = store_expunged_since(store, v->id, v->xmodseq, collect_expunged, &el);
+	struct expunge_list el = {.uid_max = v->uid_max};
+	/* The history and the mod-sequence it reaches are read under one hold of the store's
+	 * lock: an expunge between two reads would be loaded now and again next time. */
+	uint64_t highest = 0;
+	imapq_err err =
+	    store_expunged_since(store, v->id, v->xmodseq, collect_expunged, &el, &highest);
+	if (err == IMAPQ_OK && !el.failed && !pending_merge(v, el.v, el.n))
+		el.failed = true;
+	free(el.v);
 	if (err != IMAPQ_OK || el.failed) {
 		/* Sequence numbers can no longer be kept right. */
 		log_warn(SERVER_LOG, "%s: expunge history unavailable; ending session", s->peer);
@@ -347,7 +362,8 @@ bool view_load_expunges(struct session *s)
 	}
 	if (before == 0 && v->npending > 0)
 		v->pending_base = v->xmodseq;
-	v->xmodseq = st.highestmodseq;
+	if (highest > v->xmodseq)
+		v->xmodseq = highest;
 	return true;
 }
 

@@ -1,7 +1,7 @@
 /* Expunge history. Runs (lo, hi, modseq) sit in one array in the order they were recorded, which
- * is modseq order, so "runs newer than since" is a suffix found by binary search. An expunge of
- * the UID right after the newest run's hi extends that run, so FIFO workloads (ack the oldest
- * job, then the next) keep one run per burst. Folding moves a prefix of runs into the floor:
+ * is modseq order, so "runs newer than since" is a suffix found by binary search. Within one
+ * expunge (one mod-sequence), the UID right after the newest run's hi extends that run, so an
+ * expunge of adjacent messages is one run. Folding moves a prefix of runs into the floor:
  * floor_modseq becomes the highest folded modseq and floor_uid the highest folded UID, so a
  * client that synchronised at or after floor_modseq still gets an exact answer. */
 #include "imap/store/expunge_log.h"
@@ -84,13 +84,22 @@ imapq_err expunge_log_add(struct expunge_log *l, uint32_t uid, uint64_t modseq)
 		last->hi = uid;
 		return IMAPQ_OK;
 	}
-	if (l->n == EXPUNGE_LOG_MAX_RUNS)
-		fold_prefix(l, l->n / 2);
+	if (l->n >= EXPUNGE_LOG_MAX_RUNS) {
+		/* Fold about the oldest half, but whole expunges only: a fold inside one would put
+		 * its mod-sequence into the floor and cut off every session that has not loaded
+		 * it yet (the IMAP server loads them every second). An expunge of more stretches
+		 * than that half is kept whole until the log reaches four times the cap. */
+		uint64_t keep = l->runs[l->n / 2].modseq;
+		size_t k = keep > 0 ? runs_upto(l, keep - 1) : 0;
+		if (k == 0 && modseq > 0 && l->n >= 4 * (size_t)EXPUNGE_LOG_MAX_RUNS)
+			k = runs_upto(l, modseq - 1);
+		fold_prefix(l, k);
+	}
 	if (l->n == l->cap) {
 		size_t cap = l->cap == 0 ? EXPUNGE_LOG_FIRST_CAP : l->cap * 2;
 		struct expunge_run *p;
 
-		if (cap > EXPUNGE_LOG_MAX_RUNS)
+		if (l->cap < EXPUNGE_LOG_MAX_RUNS && cap > EXPUNGE_LOG_MAX_RUNS)
 			cap = EXPUNGE_LOG_MAX_RUNS;
 		p = realloc(l->runs, cap * sizeof(struct expunge_run));
 		if (p == NULL)

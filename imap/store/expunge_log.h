@@ -12,7 +12,8 @@
 
 #include "imap/base/error.h"
 
-/* Exact runs kept before the oldest half is folded into the floor. */
+/* Exact runs kept before about the oldest half is folded into the floor, whole expunges only (one
+ * expunge of more separate stretches may take the log to four times this before it folds). */
 #define EXPUNGE_LOG_MAX_RUNS 65536
 
 struct expunge_log;

@@ -315,10 +315,11 @@ typedef void store_range_fn(void *ctx, uint32_t lo, uint32_t hi);
 imapq_err store_vanished_since(struct store *s, uint32_t id, uint64_t modseq, store_range_fn *fn,
 			       void *ctx);
 
-/* Like store_vanished_since() but exact: every range names only UIDs expunged after modseq.
- * Fails with IMAPQ_E_LIMIT when the history before modseq was folded into the floor. */
+/* Like store_vanished_since() but exact: every range names only UIDs expunged after modseq, up
+ * to *highest_r, the mailbox's HIGHESTMODSEQ read under the same hold of the lock. Fails with
+ * IMAPQ_E_LIMIT when the history before modseq was folded into the floor. */
 imapq_err store_expunged_since(struct store *s, uint32_t id, uint64_t modseq, store_range_fn *fn,
-			       void *ctx);
+			       void *ctx, uint64_t *highest_r);
 
 /* --- Change notification --- */
 

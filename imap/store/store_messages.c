@@ -317,7 +317,7 @@ static void collect_expunge(void *arg, const struct msg *m)
 		uid_list_push(l, m->uid);
 }
 
-/* Logs and applies the expunge of uids (which must exist), each with its own mod-sequence. */
+/* Logs and applies the expunge of uids (which must exist), all at one new mod-sequence. */
 static imapq_err expunge_uids(struct store *s, struct mailbox *mb, const uint32_t *uids, size_t n,
 			      store_uid_fn *fn, void *ctx, uint64_t *lsn_r)
 {
@@ -838,7 +838,7 @@ imapq_err store_vanished_since(struct store *s, uint32_t id, uint64_t modseq, st
 }
 
 imapq_err store_expunged_since(struct store *s, uint32_t id, uint64_t modseq, store_range_fn *fn,
-			       void *ctx)
+			       void *ctx, uint64_t *highest_r)
 {
 	if (!fn)
 		return IMAPQ_E_INVALID;
@@ -851,6 +851,7 @@ imapq_err store_expunged_since(struct store *s, uint32_t id, uint64_t modseq, st
 	} else {
 		uint64_t floor_modseq;
 		uint32_t floor_uid;
+		*highest_r = mb->highestmodseq;
 		expunge_log_floor(mb->expunged, &floor_modseq, &floor_uid);
 		/* Below the floor the history is a superset: the caller cannot be answered. */
 		if (modseq < floor_modseq ||

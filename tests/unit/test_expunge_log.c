@@ -237,6 +237,61 @@ static void test_many_runs_fold(void **state)
 	free(h.expunged_at);
 }
 
+/* One expunge of more separate UIDs than the log holds runs (every other message, one
+ * mod-sequence): folds take whole older expunges only, so the floor never reaches its
+ * mod-sequence and the answer since any later point stays exact. */
+static void test_one_expunge_past_the_cap(void **state)
+{
+	struct expunge_log *l = expunge_log_create();
+	struct history h;
+	uint64_t floor_modseq;
+	uint32_t floor_uid, big = EXPUNGE_LOG_MAX_RUNS + 5000;
+
+	(void)state;
+	h.cap = 8 * big + 300;
+	h.expunged_at = calloc(h.cap + 1, sizeof(uint64_t));
+	/* Older single expunges at modseqs 1..100, then the big one at 200, then one more. */
+	for (uint32_t u = 1; u <= 100; u++) {
+		assert_int_equal(expunge_log_add(l, 2 * u, u), IMAPQ_OK);
+		h.expunged_at[2 * u] = u;
+	}
+	for (uint32_t i = 0; i < big; i++) {
+		uint32_t u = 201 + 2 * i;
+		assert_int_equal(expunge_log_add(l, u, 200), IMAPQ_OK);
+		h.expunged_at[u] = 200;
+	}
+	expunge_log_floor(l, &floor_modseq, &floor_uid);
+	assert_true(floor_modseq < 200);
+	assert_true(expunge_log_runs(l) >= big);
+	check_since(l, &h, floor_modseq, true);
+	check_since(l, &h, 150, true);
+	check_since(l, &h, 199, true);
+	uint32_t last = 201 + 2 * big;
+	assert_true(last <= h.cap);
+	assert_int_equal(expunge_log_add(l, last, 201), IMAPQ_OK);
+	h.expunged_at[last] = 201;
+	expunge_log_floor(l, &floor_modseq, &floor_uid);
+	assert_true(floor_modseq < 200);
+	check_since(l, &h, 199, true);
+	check_since(l, &h, 200, true);
+	/* Later expunges fold the big one once it is the older half: not before as many runs
+	 * again have come after it. */
+	uint64_t m = 201;
+	uint32_t u = last, added = 0;
+	while (floor_modseq < 200 && added < 3 * big) {
+		u += 2;
+		assert_int_equal(expunge_log_add(l, u, ++m), IMAPQ_OK);
+		h.expunged_at[u] = m;
+		added++;
+		expunge_log_floor(l, &floor_modseq, &floor_uid);
+	}
+	assert_true(floor_modseq >= 200);
+	assert_true(added >= big / 2);
+	check_since(l, &h, floor_modseq, true);
+	expunge_log_destroy(&l);
+	free(h.expunged_at);
+}
+
 /* fold and raise_floor move runs into the floor and keep later runs exact. */
 static void test_fold_and_raise_floor(void **state)
 {
@@ -300,9 +355,9 @@ static void test_fold_and_raise_floor(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_runs_extend),		 cmocka_unit_test(test_exact_recent),
-	    cmocka_unit_test(test_merge_touching),	 cmocka_unit_test(test_many_runs_fold),
-	    cmocka_unit_test(test_fold_and_raise_floor),
+	    cmocka_unit_test(test_runs_extend),	   cmocka_unit_test(test_exact_recent),
+	    cmocka_unit_test(test_merge_touching), cmocka_unit_test(test_one_expunge_past_the_cap),
+	    cmocka_unit_test(test_many_runs_fold), cmocka_unit_test(test_fold_and_raise_floor),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

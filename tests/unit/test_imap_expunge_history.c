@@ -57,10 +57,11 @@ static void test_one_large_expunge(void **state)
 	conn_close(&b);
 }
 
-/* Sleeps past one tick of the server (SERVER_TICK_MS, a second). */
+/* Sleeps past two ticks of the server (SERVER_TICK_MS, a second), so one lands even on a loaded
+ * machine. */
 static void past_a_tick(void)
 {
-	struct timespec pause = {.tv_sec = 1, .tv_nsec = 300 * 1000000L};
+	struct timespec pause = {.tv_sec = 2, .tv_nsec = 500 * 1000000L};
 	nanosleep(&pause, NULL);
 }
 
