@@ -492,25 +492,21 @@ static void search_scan_start(struct cmd *c, struct search_program *prog, bool e
 				      .npending = v->npending,
 				      .recent_lo = v->recent_lo,
 				      .recent_hi = v->recent_hi};
+	struct search_scan *scan;
+	imapq_err err = search_scan_create(s->server->opts.store, prog, &sv,
+					   inline_run ? 0 : s->server->opts.search_ms, &scan);
 	size_t tlen = strlen(c->tag);
-	struct search_job *j = calloc(1, sizeof *j + tlen + 1);
-	imapq_err err = j == NULL ? IMAPQ_E_NOMEM : IMAPQ_OK;
-	if (err == IMAPQ_OK)
-		err = search_scan_create(s->server->opts.store, prog, &sv,
-					 inline_run ? 0 : s->server->opts.search_ms, &j->scan);
-	else
-		search_program_free(&prog);
+	struct search_job *j = err == IMAPQ_OK ? malloc(sizeof *j + tlen + 1) : NULL;
+	if (err == IMAPQ_OK && j == NULL) {
+		search_scan_free(&scan);
+		err = IMAPQ_E_NOMEM;
+	}
 	if (err != IMAPQ_OK) {
-		free(j);
 		cmd_fail(c, err, NULL);
 		return;
 	}
-	*j = (struct search_job){.s = s,
-				 .scan = j->scan,
-				 .uid = c->uid,
-				 .esearch = esearch,
-				 .modseq = modseq,
-				 .ret = ret};
+	*j = (struct search_job){
+	    .s = s, .scan = scan, .uid = c->uid, .esearch = esearch, .modseq = modseq, .ret = ret};
 	memcpy(j->tag, c->tag, tlen + 1);
 	if (inline_run) {
 		search_scan_run(j->scan, NULL);

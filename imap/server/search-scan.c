@@ -76,47 +76,40 @@ static imapq_err content_read(void *ctx, uint64_t offset, void *buf, size_t len,
 	return store_body_read(c->scan->store, c->scan->mailbox, c->uid, offset, buf, len, got_r);
 }
 
-/* The reader of the message. */
-static struct mail_reader content_reader(struct content *c)
+/* Parses the message on first use and gives its reader. */
+static imapq_err content_mail(struct content *c, struct mail_reader *r)
 {
-	return (struct mail_reader){.read = content_read, .ctx = c, .size = c->size};
-}
-
-/* Parses the message once. */
-static imapq_err content_mail(struct content *c)
-{
-	if (c->mail != NULL)
-		return IMAPQ_OK;
-	struct mail_reader r = content_reader(c);
-	return mail_parse(&r, &c->mail);
+	*r = (struct mail_reader){.read = content_read, .ctx = c, .size = c->size};
+	return c->mail != NULL ? IMAPQ_OK : mail_parse(r, &c->mail);
 }
 
 static imapq_err content_header(void *ctx, const char *field, const char *needle, size_t needle_len,
 				bool *match_r)
 {
 	struct content *c = ctx;
-	imapq_err err = content_mail(c);
-	if (err != IMAPQ_OK)
-		return err;
-	struct mail_reader r = content_reader(c);
-	return mail_header_contains(c->mail, &r, field, needle, needle_len, match_r);
+	struct mail_reader r;
+	imapq_err err = content_mail(c, &r);
+	return err != IMAPQ_OK
+		   ? err
+		   : mail_header_contains(c->mail, &r, field, needle, needle_len, match_r);
 }
 
 static imapq_err content_text(void *ctx, const char *needle, size_t needle_len, bool headers_too,
 			      bool *match_r)
 {
 	struct content *c = ctx;
-	imapq_err err = content_mail(c);
-	if (err != IMAPQ_OK)
-		return err;
-	struct mail_reader r = content_reader(c);
-	return mail_text_contains(c->mail, &r, needle, needle_len, headers_too, match_r);
+	struct mail_reader r;
+	imapq_err err = content_mail(c, &r);
+	return err != IMAPQ_OK
+		   ? err
+		   : mail_text_contains(c->mail, &r, needle, needle_len, headers_too, match_r);
 }
 
 static imapq_err content_sent_day(void *ctx, int64_t *day_r)
 {
 	struct content *c = ctx;
-	imapq_err err = content_mail(c);
+	struct mail_reader r;
+	imapq_err err = content_mail(c, &r);
 	if (err != IMAPQ_OK)
 		return err;
 	err = mail_sent_day(c->mail, day_r);

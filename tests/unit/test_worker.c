@@ -61,6 +61,12 @@ static void item_free(void *data)
 	it->freed = true;
 }
 
+/* Queues an item's job. */
+static imapq_err submit(struct worker *w, struct item *it)
+{
+	return worker_submit(w, item_run, item_done, item_free, it, &it->job);
+}
+
 /* Stops the loop after a while whatever happens, so a lost result fails instead of hanging. */
 static void give_up(void *arg)
 {
@@ -102,9 +108,7 @@ static void test_jobs_run_in_order_and_come_back(void **state)
 	assert_int_equal(worker_create(loop, 8, &w), IMAPQ_OK);
 	struct item items[5] = {0};
 	for (int i = 0; i < 5; i++)
-		assert_int_equal(
-		    worker_submit(w, item_run, item_done, item_free, &items[i], &items[i].job),
-		    IMAPQ_OK);
+		assert_int_equal(submit(w, &items[i]), IMAPQ_OK);
 	assert_int_equal(worker_pending(w), 5);
 	run_until_done(5);
 	for (int i = 0; i < 5; i++) {
@@ -126,10 +130,8 @@ static void test_cancel_queued_and_running(void **state)
 	assert_int_equal(worker_create(loop, 8, &w), IMAPQ_OK);
 	struct item held = {.hold = true}, queued = {0}, last = {0};
 	gate.armed = true;
-	assert_int_equal(worker_submit(w, item_run, item_done, item_free, &held, &held.job),
-			 IMAPQ_OK);
-	assert_int_equal(worker_submit(w, item_run, item_done, item_free, &queued, &queued.job),
-			 IMAPQ_OK);
+	assert_int_equal(submit(w, &held), IMAPQ_OK);
+	assert_int_equal(submit(w, &queued), IMAPQ_OK);
 	assert_true(test_gate_wait(&gate, &gate.reached, 5));
 	/* Queued: freed at once, never run. */
 	worker_cancel(&queued.job);
@@ -142,8 +144,7 @@ static void test_cancel_queued_and_running(void **state)
 	assert_false(held.freed);
 	worker_cancel(&held.job); /* NULL is fine */
 	test_gate_set(&gate, &gate.open);
-	assert_int_equal(worker_submit(w, item_run, item_done, item_free, &last, &last.job),
-			 IMAPQ_OK);
+	assert_int_equal(submit(w, &last), IMAPQ_OK);
 	run_until_done(1);
 	assert_true(last.done);
 	assert_true(held.saw_cancel);
@@ -162,17 +163,16 @@ static void test_pending_bound(void **state)
 	assert_int_equal(worker_create(loop, 2, &w), IMAPQ_OK);
 	struct item a = {.hold = true}, b = {0}, c = {0};
 	gate.armed = true;
-	assert_int_equal(worker_submit(w, item_run, item_done, item_free, &a, &a.job), IMAPQ_OK);
-	assert_int_equal(worker_submit(w, item_run, item_done, item_free, &b, &b.job), IMAPQ_OK);
-	assert_int_equal(worker_submit(w, item_run, item_done, item_free, &c, &c.job),
-			 IMAPQ_E_LIMIT);
+	assert_int_equal(submit(w, &a), IMAPQ_OK);
+	assert_int_equal(submit(w, &b), IMAPQ_OK);
+	assert_int_equal(submit(w, &c), IMAPQ_E_LIMIT);
 	assert_null(c.job);
 	assert_false(c.freed); /* refused data stays the caller's */
 	test_gate_set(&gate, &gate.open);
 	run_until_done(2);
 	assert_true(a.done && b.done);
 	/* Room again. */
-	assert_int_equal(worker_submit(w, item_run, item_done, item_free, &c, &c.job), IMAPQ_OK);
+	assert_int_equal(submit(w, &c), IMAPQ_OK);
 	run_until_done(1);
 	assert_true(c.done);
 	worker_destroy(&w);
@@ -185,10 +185,8 @@ static void test_destroy_frees_what_is_left(void **state)
 	assert_int_equal(worker_create(loop, 8, &w), IMAPQ_OK);
 	struct item held = {.hold = true}, queued = {0};
 	gate.armed = true;
-	assert_int_equal(worker_submit(w, item_run, item_done, item_free, &held, &held.job),
-			 IMAPQ_OK);
-	assert_int_equal(worker_submit(w, item_run, item_done, item_free, &queued, &queued.job),
-			 IMAPQ_OK);
+	assert_int_equal(submit(w, &held), IMAPQ_OK);
+	assert_int_equal(submit(w, &queued), IMAPQ_OK);
 	assert_true(test_gate_wait(&gate, &gate.reached, 5));
 	test_gate_set(&gate, &gate.open);
 	/* Waits for the running job; neither reaches done, both are freed, links cleared. */
